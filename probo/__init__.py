@@ -1,0 +1,1 @@
+"""Probo: an opinion-trading exchange for YES/NO contracts."""

@@ -1,0 +1,5 @@
+import sys
+
+from probo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,117 @@
+"""`create_app(settings)`: the one composition root. Every service is built and wired
+here, in the application's lifespan, and torn down in reverse order."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from litestar import Litestar
+from litestar.openapi import OpenAPIConfig
+from loguru import logger
+
+from probo import auth, health, kyc, referral, wallet
+from probo.config import Settings
+from probo.db import create_pool, migrate
+from probo.errors import exception_handlers
+from probo.observability import request_context_middleware
+from probo.orderbook import Engine, EngineMirror
+from probo.redis_store import connect_redis
+
+VERSION = "0.1.0"
+
+
+def create_app(
+    settings: Settings,
+    *,
+    gateway: wallet.PaymentGateway | None = None,
+    sms: auth.SmsProvider | None = None,
+) -> Litestar:
+    """The HTTP application. `gateway` and `sms` replace the configured ones (tests)."""
+    assert settings.database_url and settings.redis_url, "resolve embedded servers before create_app"
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        state = app.state
+        state.settings = settings
+        pool = await create_pool(settings.database_url, size_max=settings.database_pool_max)
+        background: list[asyncio.Task[None]] = []
+        sms_provider = sms or auth.build_sms_provider(
+            settings.sms_provider,
+            outbox_path=settings.sms_outbox,
+            twilio_account_sid=settings.twilio_account_sid,
+            twilio_auth_token=settings.twilio_auth_token,
+            twilio_from=settings.twilio_from,
+            twilio_base_url=settings.twilio_base_url,
+        )
+        redis = connect_redis(settings.redis_url)
+        try:
+            async with pool.acquire() as conn:
+                await migrate(conn)
+            engine = Engine()
+            await engine.recover(pool)
+            mirror = EngineMirror(
+                engine,
+                pool,
+                tries_max=settings.engine_mirror_tries_max,
+                wait_ms=settings.engine_mirror_wait_ms,
+                reconcile_interval_s=settings.engine_reconcile_interval_s,
+            )
+            revocations = auth.RevocationList(redis, settings.redis_key_prefix)
+            wallet_service = wallet.WalletService(
+                settings=settings, pool=pool, engine=engine, mirror=mirror, gateway=gateway or wallet.SimulatedGateway()
+            )
+            state.pool = pool
+            state.redis = redis
+            state.engine = engine
+            state.mirror = mirror
+            state.wallet = wallet_service
+            state.kyc = kyc.KycService(pool)
+            state.referral = referral.ReferralService(settings=settings, pool=pool, mirror=mirror)
+            state.auth = auth.AuthService(
+                settings=settings,
+                pool=pool,
+                otp_store=auth.OtpStore(redis, settings),
+                sms=sms_provider,
+                tokens=auth.TokenIssuer(settings.jwt_secret, settings.session_ttl_s),
+                revocations=revocations,
+                on_signup=wallet_service.open_wallet,
+                kyc_status_of=kyc.kyc_status_of,
+            )
+            background.append(asyncio.create_task(revocations.listen(), name="revocations"))
+            background.append(asyncio.create_task(mirror.run_reconciler(), name="credit-reconciler"))
+            state.started = True
+            logger.info("probo ready on {}:{} ({})", settings.host, settings.port, settings.env)
+            yield
+            state.started = False
+            await mirror.drain()
+        finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await sms_provider.close()
+            await redis.aclose()
+            await pool.close()
+
+    return Litestar(
+        route_handlers=[
+            *health.route_handlers,
+            *auth.route_handlers,
+            *wallet.route_handlers,
+            *kyc.route_handlers,
+            *referral.route_handlers,
+        ],
+        dependencies={
+            **auth.dependencies,
+            **wallet.dependencies,
+            **kyc.dependencies,
+            **referral.dependencies,
+        },
+        lifespan=[lifespan],
+        exception_handlers=exception_handlers,  # type: ignore[arg-type]
+        middleware=[request_context_middleware],
+        request_max_body_size=settings.request_body_bytes_max,
+        openapi_config=OpenAPIConfig(title="Probo", version=VERSION, path="/schema"),
+        debug=False,
+    )

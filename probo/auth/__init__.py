@@ -1,0 +1,29 @@
+"""Phone OTP login, JWT sessions, roles, logout revocation, CSRF protection."""
+
+from probo.auth.api import dependencies, is_foreign_origin, route_handlers, session_token
+from probo.auth.otp import OtpStore
+from probo.auth.phone import InvalidPhone, mask_phone, normalise_phone
+from probo.auth.revocations import RevocationList
+from probo.auth.service import AfterCommit, AuthService
+from probo.auth.sms import SmsError, SmsProvider, build_sms_provider
+from probo.auth.tokens import Claims, InvalidToken, TokenIssuer
+
+__all__ = [
+    "AfterCommit",
+    "AuthService",
+    "Claims",
+    "InvalidPhone",
+    "InvalidToken",
+    "OtpStore",
+    "RevocationList",
+    "SmsError",
+    "SmsProvider",
+    "TokenIssuer",
+    "build_sms_provider",
+    "dependencies",
+    "is_foreign_origin",
+    "mask_phone",
+    "normalise_phone",
+    "route_handlers",
+    "session_token",
+]

@@ -1,0 +1,141 @@
+"""Auth HTTP routes, and the dependencies every other package uses to know the caller.
+
+A session is a JWT sent as the `probo_session` cookie or as `Authorization: Bearer`.
+Cookie-authenticated writes are refused from foreign origins (CSRF): SameSite=Lax
+plus an Origin (or Referer) check against the request's own host.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from litestar import Request, Response, get, post
+from litestar.datastructures import Cookie, State
+from litestar.di import Provide
+
+from probo.auth.service import AuthService
+from probo.auth.tokens import Claims, InvalidToken
+from probo.auth.types import LoggedOut, LoginResult, Me, OtpRequest, OtpSent, VerifyRequest
+from probo.config import Settings
+from probo.errors import forbidden, unauthorized
+
+SESSION_COOKIE = "probo_session"
+UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+TOKEN_LENGTH_MAX = 4096
+
+
+def client_ip(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def _origin_of(value: str) -> str | None:
+    parts = urlsplit(value)
+    if not parts.scheme or not parts.netloc:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def is_foreign_origin(request: Request, allowed_origins: frozenset[str]) -> bool:
+    """True when a browser says this request comes from a page of another site.
+
+    A request with neither Origin nor Referer is not from a browser page; SameSite
+    already keeps the cookie off cross-site subrequests.
+    """
+    raw = request.headers.get("origin") or request.headers.get("referer")
+    if raw is None:
+        return False
+    origin = _origin_of(raw)
+    if origin is None:  # "null" (sandboxed frames, file://) or garbage
+        return True
+    if origin in allowed_origins:
+        return False
+    host = request.headers.get("host", "").lower()
+    return urlsplit(origin).netloc != host
+
+
+def session_token(request: Request) -> tuple[str | None, bool]:
+    """(token, came from the cookie)."""
+    header = request.headers.get("authorization")
+    if header is not None:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            raise unauthorized("Authorization must be 'Bearer <token>'")
+        return token.strip(), False
+    cookie = request.cookies.get(SESSION_COOKIE)
+    return (cookie, True) if cookie else (None, False)
+
+
+def authenticate(request: Request, auth: AuthService, settings: Settings) -> Claims:
+    token, via_cookie = session_token(request)
+    if token is None:
+        raise unauthorized()
+    if len(token) > TOKEN_LENGTH_MAX:
+        raise unauthorized("invalid session token")
+    try:
+        claims = auth.tokens.decode(token)
+    except InvalidToken:
+        raise unauthorized("invalid or expired session token") from None
+    if auth.revocations.is_revoked(claims.jti):
+        raise unauthorized("this session has been logged out")
+    if via_cookie and request.method in UNSAFE_METHODS and is_foreign_origin(request, settings.allowed_origins):
+        raise forbidden("cross-site request refused")
+    return claims
+
+
+async def provide_principal(request: Request, state: State) -> Claims:
+    return authenticate(request, state.auth, state.settings)
+
+
+async def provide_admin(request: Request, state: State) -> Claims:
+    claims = authenticate(request, state.auth, state.settings)
+    if claims.role != "admin":
+        raise forbidden("admins only")
+    return claims
+
+
+def provide_auth_service(state: State) -> AuthService:
+    return state.auth
+
+
+dependencies = {
+    "principal": Provide(provide_principal),
+    "admin": Provide(provide_admin),
+    "auth": Provide(provide_auth_service, sync_to_thread=False),
+}
+
+
+def _session_cookie(settings: Settings, token: str, max_age: int) -> Cookie:
+    return Cookie(
+        key=SESSION_COOKIE,
+        value=token,
+        max_age=max_age,
+        path="/",
+        httponly=True,
+        secure=settings.cookie_secure,
+        samesite="lax",
+    )
+
+
+@post("/api/v1/auth/otp", status_code=202, tags=["auth"], summary="Send a login code by SMS")
+async def request_otp(data: OtpRequest, request: Request, auth: AuthService) -> OtpSent:
+    return await auth.request_otp(data.phone, client_ip(request))
+
+
+@post("/api/v1/auth/verify", status_code=200, tags=["auth"], summary="Log in with the code")
+async def verify_otp(data: VerifyRequest, request: Request, auth: AuthService, state: State) -> Response[LoginResult]:
+    result = await auth.verify(data.phone, data.otp, client_ip(request))
+    return Response(result, cookies=[_session_cookie(state.settings, result.token, auth.tokens.ttl_s)])
+
+
+@post("/api/v1/auth/logout", status_code=200, tags=["auth"], summary="Revoke this session")
+async def logout(principal: Claims, auth: AuthService, state: State) -> Response[LoggedOut]:
+    await auth.logout(principal)
+    return Response(LoggedOut(), cookies=[_session_cookie(state.settings, "", 0)])
+
+
+@get("/api/v1/me", tags=["auth"], summary="Who am I")
+async def me(principal: Claims, auth: AuthService) -> Me:
+    return await auth.me(principal.user_id)
+
+
+route_handlers = [request_otp, verify_otp, logout, me]

@@ -1,0 +1,47 @@
+"""SQL for the users table."""
+
+from __future__ import annotations
+
+import secrets
+
+import asyncpg
+
+REFERRAL_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
+REFERRAL_CODE_LENGTH = 8
+REFERRAL_CODE_TRIES_MAX = 10
+
+_USER_COLUMNS = "id, phone, referral_code, is_new, role, created_at"
+
+
+def new_referral_code() -> str:
+    return "".join(secrets.choice(REFERRAL_CODE_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
+
+
+async def insert_user_if_new(conn: asyncpg.Connection, phone: str, role: str) -> asyncpg.Record | None:
+    """Insert a user for `phone`; None if the phone already has one."""
+    for _ in range(REFERRAL_CODE_TRIES_MAX):
+        try:
+            async with conn.transaction():  # a savepoint: a code collision only retries this
+                return await conn.fetchrow(
+                    f"INSERT INTO users (phone, referral_code, role) VALUES ($1, $2, $3) "
+                    f"ON CONFLICT (phone) DO NOTHING RETURNING {_USER_COLUMNS}",
+                    phone,
+                    new_referral_code(),
+                    role,
+                )
+        except asyncpg.UniqueViolationError as exc:
+            if exc.constraint_name != "users_referral_code_key":
+                raise
+    raise AssertionError("could not draw an unused referral code")
+
+
+async def touch_login(conn: asyncpg.Connection, phone: str, role: str) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"UPDATE users SET last_login_at = now(), role = $2 WHERE phone = $1 RETURNING {_USER_COLUMNS}",
+        phone,
+        role,
+    )
+
+
+async def user_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)

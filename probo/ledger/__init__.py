@@ -1,0 +1,34 @@
+"""The append-only double-entry ledger in Postgres: accounts, transfers, the audit."""
+
+from probo.ledger.audit import Breach, audit_url, engine_breaches, ledger_breaches
+from probo.ledger.store import (
+    open_user_account,
+    post_transfers,
+    user_account_id,
+    user_balance,
+    user_transfers,
+)
+from probo.ledger.types import (
+    PLATFORM_BANK_ACCOUNT_ID,
+    PLATFORM_BONUS_ACCOUNT_ID,
+    PLATFORM_FEES_ACCOUNT_ID,
+    InsufficientBalance,
+    Transfer,
+)
+
+__all__ = [
+    "PLATFORM_BANK_ACCOUNT_ID",
+    "PLATFORM_BONUS_ACCOUNT_ID",
+    "PLATFORM_FEES_ACCOUNT_ID",
+    "Breach",
+    "InsufficientBalance",
+    "Transfer",
+    "audit_url",
+    "engine_breaches",
+    "ledger_breaches",
+    "open_user_account",
+    "post_transfers",
+    "user_account_id",
+    "user_balance",
+    "user_transfers",
+]

@@ -1,0 +1,135 @@
+"""`probo audit`: check the SPEC §3 ledger invariants against a database.
+
+Each breach is reported by name with the offending rows, so an operator can see which
+rule broke and where. Invariant 5 (engine equals Postgres) needs a live engine and is
+checked by `engine_breaches` with the engine's snapshot.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import asyncpg
+import msgspec
+
+CONTRACT_PAYOUT = 1000  # paise paid per winning contract
+BREACH_ROWS_MAX = 20  # rows named per breach; the count says how many there were
+
+
+class Breach(msgspec.Struct, frozen=True):
+    invariant: str
+    message: str
+
+
+async def _rows(conn: asyncpg.Connection, sql: str) -> list[asyncpg.Record]:
+    return await conn.fetch(sql)
+
+
+def _name_rows(rows: list[asyncpg.Record], fmt: str) -> str:
+    shown = "; ".join(fmt.format(**dict(r)) for r in rows[:BREACH_ROWS_MAX])
+    more = f" (and {len(rows) - BREACH_ROWS_MAX} more)" if len(rows) > BREACH_ROWS_MAX else ""
+    return shown + more
+
+
+async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
+    """Every breach of SPEC §3 invariants 1-4, read in one consistent snapshot."""
+    breaches: list[Breach] = []
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        total = await conn.fetchval("SELECT coalesce(sum(balance), 0) FROM accounts")
+        if total != 0:
+            breaches.append(Breach("1-balances-sum-to-zero", f"account balances sum to {total}, not 0"))
+
+        rows = await _rows(
+            conn,
+            """
+            SELECT a.id, a.kind, a.balance,
+                   coalesce(c.total, 0) - coalesce(d.total, 0) AS from_transfers
+            FROM accounts a
+            LEFT JOIN (SELECT credit_account_id AS id, sum(amount) AS total
+                       FROM transfers GROUP BY 1) c ON c.id = a.id
+            LEFT JOIN (SELECT debit_account_id AS id, sum(amount) AS total
+                       FROM transfers GROUP BY 1) d ON d.id = a.id
+            WHERE a.balance <> coalesce(c.total, 0) - coalesce(d.total, 0)
+            ORDER BY a.id
+            """,
+        )
+        if rows:
+            breaches.append(
+                Breach(
+                    "2-balance-equals-transfers",
+                    f"{len(rows)} account(s) disagree with their transfers: "
+                    + _name_rows(rows, "account {id} ({kind}) balance {balance} vs transfers {from_transfers}"),
+                )
+            )
+
+        rows = await _rows(
+            conn,
+            "SELECT id, kind, balance FROM accounts "
+            "WHERE kind IN ('user_cash', 'market_escrow') AND balance < 0 ORDER BY id",
+        )
+        if rows:
+            breaches.append(
+                Breach(
+                    "3-no-negative-cash-or-escrow",
+                    _name_rows(rows, "account {id} ({kind}) balance {balance}"),
+                )
+            )
+
+        rows = await _rows(
+            conn,
+            f"""
+            SELECT m.id, m.status, coalesce(a.balance, 0) AS escrow,
+                   coalesce(p.yes, 0) AS yes, coalesce(p.no, 0) AS no
+            FROM markets m
+            LEFT JOIN accounts a ON a.market_id = m.id
+            LEFT JOIN (SELECT market_id, sum(yes_quantity) AS yes, sum(no_quantity) AS no
+                       FROM positions GROUP BY 1) p ON p.market_id = m.id
+            WHERE CASE WHEN m.status = 'resolved' THEN coalesce(a.balance, 0) <> 0
+                       ELSE coalesce(a.balance, 0) <> {CONTRACT_PAYOUT} * coalesce(p.yes, 0)
+                            OR coalesce(p.yes, 0) <> coalesce(p.no, 0) END
+            ORDER BY m.id
+            """,
+        )
+        if rows:
+            breaches.append(
+                Breach(
+                    "4-escrow-backs-contracts",
+                    _name_rows(rows, "market {id} ({status}) escrow {escrow}, YES {yes}, NO {no}"),
+                )
+            )
+
+        triggers = await conn.fetchval(
+            "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'transfers'::regclass "
+            "AND tgname IN ('transfers_append_only', 'transfers_no_truncate') AND tgenabled <> 'D'"
+        )
+        if triggers != 2:
+            breaches.append(
+                Breach("append-only", "the triggers that keep transfers append-only are missing or disabled")
+            )
+    return breaches
+
+
+def engine_breaches(
+    engine_cash: Mapping[int, int], database_cash: Mapping[int, int]
+) -> list[Breach]:
+    """Invariant 5 for cash: the engine's balances equal Postgres's, user by user."""
+    differing = sorted(
+        user_id
+        for user_id in engine_cash.keys() | database_cash.keys()
+        if engine_cash.get(user_id, 0) != database_cash.get(user_id, 0)
+    )
+    if not differing:
+        return []
+    shown = "; ".join(
+        f"user {u}: engine {engine_cash.get(u, 0)} vs database {database_cash.get(u, 0)}"
+        for u in differing[:BREACH_ROWS_MAX]
+    )
+    return [Breach("5-engine-equals-database", f"{len(differing)} user(s) differ: {shown}")]
+
+
+async def audit_url(url: str) -> list[Breach]:
+    conn = await asyncpg.connect(url)
+    try:
+        return await ledger_breaches(conn)
+    finally:
+        await conn.close()

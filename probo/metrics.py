@@ -1,0 +1,29 @@
+"""Prometheus metrics: every counter and gauge the process exposes at /metrics."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+
+HTTP_REQUESTS = Counter(
+    "probo_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
+)
+HTTP_LATENCY = Histogram(
+    "probo_http_request_seconds",
+    "HTTP request latency",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+)
+OTP_SENT = Counter("probo_otp_sent_total", "OTPs sent, by SMS provider", ["provider"])
+OTP_VERIFY = Counter("probo_otp_verify_total", "OTP verifications, by result", ["result"])
+ENGINE_MIRROR_APPLIED = Counter(
+    "probo_engine_mirror_applied_total", "outside credits applied to the engine", ["path"]
+)
+ENGINE_MIRROR_FAILURES = Counter(
+    "probo_engine_mirror_failures_total",
+    "outside credits the engine did not take after every try (the reconciler applies them)",
+)
+DEPOSITS = Counter("probo_deposits_total", "deposits, by result", ["status"])
+
+
+def render() -> tuple[bytes, str]:
+    return generate_latest(), CONTENT_TYPE_LATEST

@@ -1,0 +1,29 @@
+"""Commands that mirror outside credits into the engine (SPEC §4).
+
+Credits from outside trading (signup bonus, referral bonus, deposits) commit in
+Postgres first; each one is then handed to the engine as one of these commands. The
+ledger transfer id makes every command idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+CreditCommand = Literal["INIT_BALANCE", "REFERRAL_CREDIT", "DEPOSIT"]
+
+
+class CreateUser(msgspec.Struct, frozen=True):
+    user_id: int
+
+
+class EngineCredit(msgspec.Struct, frozen=True):
+    command: CreditCommand
+    transfer_id: int
+    user_id: int
+    amount: int
+
+
+class EngineUnavailable(Exception):
+    """The engine cannot take commands now (recovering, stopping, or its queue is full)."""

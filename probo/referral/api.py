@@ -1,0 +1,31 @@
+"""Referral HTTP routes."""
+
+from __future__ import annotations
+
+from litestar import get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from probo.auth import Claims
+from probo.referral.service import ReferralService
+from probo.referral.types import ReferralApplied, ReferralSubmission, ReferralSummary
+
+
+def provide_referral_service(state: State) -> ReferralService:
+    return state.referral
+
+
+dependencies = {"referral": Provide(provide_referral_service, sync_to_thread=False)}
+
+
+@post("/api/v1/referrals", status_code=200, tags=["referral"], summary="Apply a referral code")
+async def apply_referral(data: ReferralSubmission, principal: Claims, referral: ReferralService) -> ReferralApplied:
+    return await referral.apply(principal.user_id, data.code)
+
+
+@get("/api/v1/referrals", tags=["referral"], summary="My code, my referrals, what I earned")
+async def my_referrals(principal: Claims, referral: ReferralService) -> ReferralSummary:
+    return await referral.summary(principal.user_id)
+
+
+route_handlers = [apply_referral, my_referrals]

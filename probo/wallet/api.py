@@ -1,0 +1,45 @@
+"""Wallet HTTP routes: decode, call the service, encode."""
+
+from __future__ import annotations
+
+from litestar import Response, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from probo.auth import Claims
+from probo.pagination import Cursor, Limit, decode_cursor
+from probo.wallet.service import WalletService
+from probo.wallet.types import Deposit, DepositRequest, TransactionPage, Wallet
+
+
+def provide_wallet_service(state: State) -> WalletService:
+    return state.wallet
+
+
+dependencies = {"wallet": Provide(provide_wallet_service, sync_to_thread=False)}
+
+
+@get("/api/v1/wallet", tags=["wallet"], summary="Balance, locked and available funds")
+async def get_wallet(principal: Claims, wallet: WalletService) -> Wallet:
+    return await wallet.wallet(principal.user_id)
+
+
+@get("/api/v1/wallet/transactions", tags=["wallet"], summary="Money movements, newest first")
+async def list_transactions(
+    principal: Claims, wallet: WalletService, limit: Limit = 50, cursor: Cursor = None
+) -> TransactionPage:
+    return await wallet.transactions(principal.user_id, limit, decode_cursor(cursor))
+
+
+@post(
+    "/api/v1/wallet/deposits",
+    tags=["wallet"],
+    summary="Add funds (idempotent by key)",
+    description="201 when created; 200 when the same key and body repeat; 409 idempotency_conflict on another body.",
+)
+async def create_deposit(data: DepositRequest, principal: Claims, wallet: WalletService) -> Response[Deposit]:
+    deposit, created = await wallet.deposit(principal.user_id, data.amount, data.idempotency_key)
+    return Response(deposit, status_code=201 if created else 200)
+
+
+route_handlers = [get_wallet, list_transactions, create_deposit]

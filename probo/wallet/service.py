@@ -1,0 +1,221 @@
+"""Wallet use cases: opening a wallet with its signup bonus, balances, history, deposits.
+
+Deposits are idempotent per (user, key). In this process a duplicate that arrives while
+the first is in flight waits for it and gets the same result. Across processes or after
+a crash, the row in `deposits` is the arbiter: a pending deposit is re-driven (the
+gateway is idempotent by key) and completed under a row lock, so it credits once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import asyncpg
+from loguru import logger
+
+from probo import ledger, metrics
+from probo.auth import AfterCommit
+from probo.config import Settings
+from probo.errors import ApiError, unavailable, validation_error
+from probo.orderbook import Engine, EngineMirror, record_credit
+from probo.pagination import page
+from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
+from probo.wallet.types import Deposit, TransactionPage, Wallet, WalletTransaction
+
+DEPOSITS_IN_FLIGHT_MAX = 10_000
+_DEPOSIT_COLUMNS = (
+    "id, user_id, amount, status, idempotency_key, gateway, gateway_reference, failure_reason, "
+    "transfer_id, created_at, completed_at"
+)
+
+
+def idempotency_conflict() -> ApiError:
+    return ApiError(409, "idempotency_conflict", "this idempotency key was used with a different request")
+
+
+def _deposit(row: asyncpg.Record) -> Deposit:
+    return Deposit(
+        id=row["id"],
+        amount=row["amount"],
+        status=row["status"],
+        idempotency_key=row["idempotency_key"],
+        gateway=row["gateway"],
+        gateway_reference=row["gateway_reference"],
+        failure_reason=row["failure_reason"],
+        transfer_id=row["transfer_id"],
+        created_at=row["created_at"],
+        completed_at=row["completed_at"],
+    )
+
+
+class WalletService:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        pool: asyncpg.Pool,
+        engine: Engine,
+        mirror: EngineMirror,
+        gateway: PaymentGateway,
+    ) -> None:
+        self._settings = settings
+        self._pool = pool
+        self._engine = engine
+        self._mirror = mirror
+        self._gateway = gateway
+        # (user id, key) -> (amount, outcome of the deposit being processed)
+        self._in_flight: dict[tuple[int, str], tuple[int, asyncio.Future[tuple[Deposit, bool]]]] = {}
+
+    async def open_wallet(self, conn: asyncpg.Connection, user_id: int) -> AfterCommit:
+        """Sign-up hook: the cash account and the signup bonus, in the caller's transaction."""
+        account_id = await ledger.open_user_account(conn, user_id)
+        credits = []
+        bonus = self._settings.signup_bonus
+        if bonus > 0:
+            [transfer_id] = await ledger.post_transfers(
+                conn,
+                [ledger.Transfer(ledger.PLATFORM_BONUS_ACCOUNT_ID, account_id, bonus, "signup_bonus", "user", user_id)],
+            )
+            credits.append(await record_credit(conn, "INIT_BALANCE", transfer_id, user_id, bonus))
+
+        async def tell_engine() -> None:
+            await self._mirror.deliver(credits, new_user_id=user_id)
+
+        return tell_engine
+
+    async def wallet(self, user_id: int) -> Wallet:
+        balance = await ledger.user_balance(self._pool, user_id)
+        locked = self._engine.accounts.locked(user_id)
+        return Wallet(balance=balance, locked=locked, available=balance - locked)
+
+    async def transactions(self, user_id: int, limit: int, before_id: int | None) -> TransactionPage:
+        async with self._pool.acquire() as conn:
+            account_id = await ledger.user_account_id(conn, user_id)
+            if account_id is None:
+                return TransactionPage(items=[], next_cursor=None)
+            rows = await ledger.user_transfers(conn, account_id, before_id=before_id, limit=limit + 1)
+        rows, cursor = page(rows, limit, lambda r: r["id"])
+        items = [
+            WalletTransaction(
+                id=r["id"],
+                kind=r["kind"],
+                amount=r["amount"],
+                ref=f"{r['ref_type']}:{r['ref_id']}",
+                created_at=r["created_at"],
+            )
+            for r in rows
+        ]
+        return TransactionPage(items=items, next_cursor=cursor)
+
+    async def deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[Deposit, bool]:
+        """(the deposit, whether this call created it). Raises ApiError."""
+        settings = self._settings
+        if not settings.deposit_amount_min <= amount <= settings.deposit_amount_max:
+            raise validation_error(
+                f"amount must be between {settings.deposit_amount_min} and {settings.deposit_amount_max} paise"
+            )
+        flight_key = (user_id, idempotency_key)
+        in_flight = self._in_flight.get(flight_key)
+        if in_flight is not None:
+            first_amount, outcome = in_flight
+            if first_amount != amount:
+                raise idempotency_conflict()
+            deposit, _ = await asyncio.shield(outcome)
+            return deposit, False
+        if len(self._in_flight) >= DEPOSITS_IN_FLIGHT_MAX:
+            raise unavailable("too many deposits in progress", retry_after_s=1)
+
+        outcome: asyncio.Future[tuple[Deposit, bool]] = asyncio.get_running_loop().create_future()
+        # Waiters read the outcome; mark an exception retrieved even if nobody waits.
+        outcome.add_done_callback(lambda f: f.cancelled() or f.exception())
+        self._in_flight[flight_key] = (amount, outcome)
+        try:
+            result = await self._deposit(user_id, amount, idempotency_key)
+        except BaseException as exc:
+            outcome.set_exception(exc)
+            raise
+        else:
+            outcome.set_result(result)
+            return result
+        finally:
+            del self._in_flight[flight_key]
+
+    async def _deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[Deposit, bool]:
+        async with self._pool.acquire() as conn:
+            row = await conn.fetchrow(
+                f"INSERT INTO deposits (user_id, idempotency_key, amount, gateway) VALUES ($1, $2, $3, $4) "
+                f"ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_DEPOSIT_COLUMNS}",
+                user_id,
+                idempotency_key,
+                amount,
+                self._gateway.name,
+            )
+            created = row is not None
+            if row is None:
+                row = await conn.fetchrow(
+                    f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 AND idempotency_key = $2",
+                    user_id,
+                    idempotency_key,
+                )
+                assert row is not None
+                if row["amount"] != amount:
+                    raise idempotency_conflict()
+                if row["status"] != "pending":
+                    return self._outcome(row, created=False)
+                logger.bind(deposit_id=row["id"]).warning("re-driving a pending deposit")
+
+            try:
+                charge = await self._gateway.charge(user_id=user_id, amount=amount, idempotency_key=idempotency_key)
+            except GatewayUnavailable:
+                metrics.DEPOSITS.labels("gateway_unavailable").inc()
+                raise unavailable("the payment gateway is unavailable; retry with the same key", 5) from None
+            row, credits = await self._complete(conn, row["id"], user_id, charge)
+        if credits:
+            await self._mirror.deliver(credits)
+        metrics.DEPOSITS.labels(row["status"]).inc()
+        return self._outcome(row, created=created)
+
+    async def _complete(
+        self, conn: asyncpg.Connection, deposit_id: int, user_id: int, charge: ChargeResult
+    ) -> tuple[asyncpg.Record, list]:
+        """Record the gateway's outcome once; on success credit the user in the same transaction."""
+        async with conn.transaction():
+            row = await conn.fetchrow(
+                f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE id = $1 FOR UPDATE", deposit_id
+            )
+            if row["status"] != "pending":  # another request completed it first
+                return row, []
+            if not charge.succeeded:
+                row = await conn.fetchrow(
+                    f"UPDATE deposits SET status = 'failed', gateway_reference = $2, failure_reason = $3, "
+                    f"completed_at = now() WHERE id = $1 RETURNING {_DEPOSIT_COLUMNS}",
+                    deposit_id,
+                    charge.reference,
+                    charge.failure_reason or "declined",
+                )
+                return row, []
+            account_id = await ledger.open_user_account(conn, user_id)
+            [transfer_id] = await ledger.post_transfers(
+                conn,
+                [ledger.Transfer(ledger.PLATFORM_BANK_ACCOUNT_ID, account_id, row["amount"], "deposit", "deposit", deposit_id)],
+            )
+            row = await conn.fetchrow(
+                f"UPDATE deposits SET status = 'succeeded', gateway_reference = $2, transfer_id = $3, "
+                f"completed_at = now() WHERE id = $1 RETURNING {_DEPOSIT_COLUMNS}",
+                deposit_id,
+                charge.reference,
+                transfer_id,
+            )
+            credit = await record_credit(conn, "DEPOSIT", transfer_id, user_id, row["amount"])
+        return row, [credit]
+
+    @staticmethod
+    def _outcome(row: asyncpg.Record, *, created: bool) -> tuple[Deposit, bool]:
+        if row["status"] == "failed":
+            raise ApiError(
+                402,
+                "payment_failed",
+                f"the payment was declined: {row['failure_reason']}",
+                details={"deposit": {"id": row["id"], "status": "failed"}},
+            )
+        return _deposit(row), created
