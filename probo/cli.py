@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import signal
 import sys
 from collections.abc import Callable
-from contextlib import ExitStack
+from contextlib import ExitStack, suppress
 
 import asyncpg
 import msgspec
@@ -40,15 +41,19 @@ def _database_url(admin_url: str, name: str) -> str:
     return f"{base}?{query}" if query else base
 
 
-def resolve_servers(settings: Settings, stack: ExitStack, *, stop_on_exit: bool) -> Settings:
-    """Settings with database and Redis URLs, starting embedded servers where none is set."""
+def resolve_servers(settings: Settings, stack: ExitStack, *, own_reused: bool) -> Settings:
+    """Settings with database and Redis URLs, starting embedded servers where none is set.
+
+    Servers started here stop when `stack` closes; so do ones found already running
+    when `own_reused` (serve takes over what a killed predecessor left behind).
+    """
     from probo import embedded
 
     updates: dict[str, str] = {}
     if settings.database_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         postgres = embedded.start_postgres(settings.data_dir)
-        if stop_on_exit:
+        if own_reused or not postgres.reused:
             stack.callback(postgres.stop)
         asyncio.run(_ensure_database(postgres.url, EMBEDDED_DATABASE))
         updates["database_url"] = _database_url(postgres.url, EMBEDDED_DATABASE)
@@ -56,18 +61,29 @@ def resolve_servers(settings: Settings, stack: ExitStack, *, stop_on_exit: bool)
     if settings.redis_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         redis_server = embedded.start_redis(settings.data_dir)
-        if stop_on_exit:
+        if own_reused or not redis_server.reused:
             stack.callback(redis_server.stop)
         updates["redis_url"] = redis_server.url
         logger.info("embedded Redis running under {}", settings.data_dir)
     return msgspec.structs.replace(settings, **updates) if updates else settings
 
 
+class _Stopped(Exception):
+    """SIGTERM arrived; uvicorn has shut down gracefully and re-raised it to us."""
+
+
+def _raise_stopped(signum: int, frame: object) -> None:
+    raise _Stopped(signum)
+
+
 def serve(settings: Settings) -> int:
     from probo.app import create_app
 
-    with ExitStack() as stack:
-        settings = resolve_servers(settings, stack, stop_on_exit=True)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with a Python
+    # handler in place that unwinds through the ExitStack, which stops embedded servers.
+    signal.signal(signal.SIGTERM, _raise_stopped)
+    with ExitStack() as stack, suppress(_Stopped, KeyboardInterrupt):
+        settings = resolve_servers(settings, stack, own_reused=True)
         uvicorn.run(
             create_app(settings),
             host=settings.host,
@@ -86,7 +102,7 @@ def migrate(settings: Settings) -> int:
     from probo.db import migrate_url
 
     with ExitStack() as stack:
-        settings = resolve_servers(settings, stack, stop_on_exit=False)
+        settings = resolve_servers(settings, stack, own_reused=False)
         asyncio.run(migrate_url(settings.database_url))
     print("schema applied")
     return 0
@@ -96,7 +112,7 @@ def audit(settings: Settings) -> int:
     from probo.ledger import audit_url
 
     with ExitStack() as stack:
-        settings = resolve_servers(settings, stack, stop_on_exit=False)
+        settings = resolve_servers(settings, stack, own_reused=False)
         breaches = asyncio.run(audit_url(settings.database_url))
     if not breaches:
         print("ledger audit: all invariants hold")
