@@ -30,6 +30,7 @@ from probo.app import create_app
 from probo.config import Settings, load_settings
 from probo.db import migrate
 from probo.ledger import ledger_breaches
+from tests.fakes import fake_twilio  # noqa: F401  (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PHONE = "+919000000001"

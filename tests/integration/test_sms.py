@@ -33,85 +33,10 @@ ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "test-auth-token-7f3a9c"
 FROM_NUMBER = "+15005550006"
 TO_NUMBER = "+919812345678"
+from tests.fakes import FakeTwilio
+
 OTP = "048213"
 BODY = f"Your Probo login code is {OTP}. It expires in 5 minutes."
-
-
-@dataclass
-class RecordedRequest:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-    def form(self) -> dict[str, list[str]]:
-        return parse_qs(self.body.decode())
-
-
-@dataclass
-class FakeTwilio:
-    """A scripted HTTP/1.1 server: answers queued (status, json) replies in order."""
-
-    replies: list[tuple[int, dict[str, object]]] = field(default_factory=list)
-    requests: list[RecordedRequest] = field(default_factory=list)
-    # When set, the server reads the request and never answers (for timeouts).
-    stall: bool = False
-    server: asyncio.Server | None = None
-    handlers: set[asyncio.Task[None]] = field(default_factory=set)
-
-    @property
-    def base_url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.sockets[0].getsockname()[:2]
-        return f"http://{host}:{port}"
-
-    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        # Tracked so teardown can cancel stalled handlers (Server.close_clients is 3.13+).
-        handler = asyncio.current_task()
-        assert handler is not None
-        self.handlers.add(handler)
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-            request_line, *header_lines = head.decode("latin-1").split("\r\n")
-            method, path, _version = request_line.split(" ", 2)
-            headers = {}
-            for line in header_lines:
-                if line:
-                    name, _, value = line.partition(":")
-                    headers[name.strip().lower()] = value.strip()
-            body = await reader.readexactly(int(headers.get("content-length", "0")))
-            self.requests.append(RecordedRequest(method, path, headers, body))
-            if self.stall:
-                await asyncio.sleep(3600)
-            status, payload = self.replies.pop(0) if self.replies else (201, {"sid": "SM1"})
-            content = json.dumps(payload).encode()
-            # Connection: close keeps the parser to one request per connection.
-            writer.write(
-                f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
-                f"Content-Length: {len(content)}\r\nConnection: close\r\n\r\n".encode()
-                + content
-            )
-            await writer.drain()
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass
-        finally:
-            writer.close()
-            self.handlers.discard(handler)
-
-
-@pytest.fixture
-async def fake_twilio() -> AsyncIterator[FakeTwilio]:
-    fake = FakeTwilio()
-    fake.server = await asyncio.start_server(fake.handle, "127.0.0.1", 0)
-    try:
-        yield fake
-    finally:
-        fake.server.close()
-        # Stalled handlers would otherwise outlive the test (and block wait_closed on 3.12+).
-        for handler in list(fake.handlers):
-            handler.cancel()
-        await asyncio.gather(*fake.handlers, return_exceptions=True)
-        await fake.server.wait_closed()
 
 
 @pytest.fixture
