@@ -52,7 +52,7 @@ async def create_pool(url: str, *, size_max: int) -> asyncpg.Pool:
 
 async def migrate(conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH) -> None:
     """Apply schema.sql; idempotent, and safe when several processes start at once."""
-    sql = schema_path.read_text()
+    sql = await asyncio.to_thread(schema_path.read_text)
     async with conn.transaction():
         await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK_ID)
         await conn.execute(sql)

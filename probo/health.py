@@ -42,7 +42,7 @@ async def _postgres_ok(state: State) -> bool:
 async def _redis_ok(state: State) -> bool:
     try:
         return bool(await asyncio.wait_for(state.redis.ping(), CHECK_TIMEOUT_S))
-    except (*REDIS_UNAVAILABLE_ERRORS, asyncio.TimeoutError):
+    except (TimeoutError, *REDIS_UNAVAILABLE_ERRORS):
         return False
 
 

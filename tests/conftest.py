@@ -243,3 +243,9 @@ async def login(client: httpx.AsyncClient, outbox: Path, phone: str | None = Non
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_login(client: httpx.AsyncClient, outbox_path: Path) -> tuple[str, dict]:
+    """The admin's (token, verify body), logged in once per run (OTP resends have a cooldown)."""
+    return await login(client, outbox_path, ADMIN_PHONE)

@@ -95,7 +95,8 @@ class KycService:
             try:
                 row = await conn.fetchrow(
                     f"WITH k AS (INSERT INTO kyc_requests (user_id, pan, name, bank_account, ifsc) "
-                    f"VALUES ($1, $2, $3, $4, $5) RETURNING *) SELECT {_COLUMNS} {_FROM}",
+                    f"VALUES ($1, $2, $3, $4, $5) RETURNING *) "
+                    f"SELECT {_COLUMNS} FROM k JOIN users u ON u.id = k.user_id",
                     user_id,
                     wanted.pan,
                     wanted.name,

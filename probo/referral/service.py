@@ -81,7 +81,7 @@ class ReferralService:
                 REFERRALS_LISTED_MAX,
             )
             totals = await conn.fetchrow(
-                "SELECT count(*) AS n, coalesce(sum(bonus), 0) AS earned FROM referrals WHERE referrer_user_id = $1",
+                "SELECT count(*) AS n, coalesce(sum(bonus), 0)::bigint AS earned FROM referrals WHERE referrer_user_id = $1",
                 user_id,
             )
         return ReferralSummary(

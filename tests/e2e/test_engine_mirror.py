@@ -12,7 +12,6 @@ from pathlib import Path
 import httpx
 import pytest_asyncio
 from litestar import Litestar
-
 from prometheus_client import REGISTRY
 
 from probo.app import create_app

@@ -57,9 +57,11 @@ async def test_bare_ten_digit_number_is_normalised_to_plus_91(client: httpx.Asyn
     assert verify.json()["user"]["phone"] == e164
 
 
-async def test_admin_phone_gets_admin_role(client: httpx.AsyncClient, outbox_path: Path) -> None:
-    token, body = await login(client, outbox_path, ADMIN_PHONE)
+async def test_admin_phone_gets_admin_role(client: httpx.AsyncClient, admin_login: tuple[str, dict]) -> None:
+    token, body = admin_login
+    assert body["user"]["phone"] == ADMIN_PHONE
     assert body["user"]["role"] == "admin"
+    assert (await client.get("/api/v1/me", headers=bearer(token))).json()["role"] == "admin"
 
 
 async def test_cookie_session_is_http_only_lax_and_works(client: httpx.AsyncClient, outbox_path: Path) -> None:

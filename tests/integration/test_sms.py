@@ -10,11 +10,9 @@ import asyncio
 import base64
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from urllib.parse import parse_qs
 
 import pytest
 from loguru import logger
@@ -28,13 +26,12 @@ from probo.auth.sms import (
     TwilioSms,
     build_sms_provider,
 )
+from tests.fakes import FakeTwilio
 
 ACCOUNT_SID = "AC0123456789abcdef0123456789abcdef"
 AUTH_TOKEN = "test-auth-token-7f3a9c"
 FROM_NUMBER = "+15005550006"
 TO_NUMBER = "+919812345678"
-from tests.fakes import FakeTwilio
-
 OTP = "048213"
 BODY = f"Your Probo login code is {OTP}. It expires in 5 minutes."
 
