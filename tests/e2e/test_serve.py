@@ -67,8 +67,8 @@ def _login(base: str, outbox: Path, phone: str) -> str:
 
 
 @pytest.mark.slow
-def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(tmp_path: Path) -> None:
-    data_dir = tmp_path / "data"
+def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(server_dir: Path) -> None:
+    data_dir = server_dir / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     phone = "+919876500001"
@@ -107,15 +107,15 @@ def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(tmp_p
     print(f"first start to ready {first_start_s:.2f} s; restart to ready {second_start_s:.2f} s")
 
 
-def test_prod_refuses_to_start_without_a_secret(tmp_path: Path) -> None:
-    env = _clean_env(tmp_path, free_port()) | {"PROBO_ENV": "prod", "PROBO_COOKIE_SECURE": "true"}
+def test_prod_refuses_to_start_without_a_secret(server_dir: Path) -> None:
+    env = _clean_env(server_dir, free_port()) | {"PROBO_ENV": "prod", "PROBO_COOKIE_SECURE": "true"}
     result = subprocess.run([sys.executable, "-m", "probo", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "PROBO_JWT_SECRET" in result.stderr
 
 
-def test_prod_refuses_insecure_cookies(tmp_path: Path) -> None:
-    env = _clean_env(tmp_path, free_port()) | {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": "s" * 40}
+def test_prod_refuses_insecure_cookies(server_dir: Path) -> None:
+    env = _clean_env(server_dir, free_port()) | {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": "s" * 40}
     result = subprocess.run([sys.executable, "-m", "probo", "serve"], env=env, capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "PROBO_COOKIE_SECURE" in result.stderr

@@ -1,4 +1,4 @@
-"""The embedded Postgres and Redis (probo.embedded): real servers in tmp_path.
+"""The embedded Postgres and Redis (probo.embedded): real servers in server_dir.
 
 Each test registers every handle it gets with the `servers` fixture, which stops
 them all at teardown, so a failing assertion never leaves a server running.
@@ -96,8 +96,8 @@ def _assert_redis_gone(url: str) -> None:
 
 
 @pytest.mark.slow
-def test_data_survives_stop_and_start(tmp_path: Path, servers: list[Server]) -> None:
-    data_dir = tmp_path / "probo-data"  # does not exist yet: start_* create it
+def test_data_survives_stop_and_start(server_dir: Path, servers: list[Server]) -> None:
+    data_dir = server_dir / "probo-data"  # does not exist yet: start_* create it
     pg = _pg(servers, data_dir)
     r = _redis(servers, data_dir)
     asyncio.run(_pg_write(pg.url))
@@ -126,15 +126,15 @@ def test_data_survives_stop_and_start(tmp_path: Path, servers: list[Server]) -> 
 
 @pytest.mark.slow
 def test_second_start_while_running_reuses_and_stop_is_idempotent(
-    tmp_path: Path, servers: list[Server]
+    server_dir: Path, servers: list[Server]
 ) -> None:
-    first_pg = _pg(servers, tmp_path)
-    second_pg = _pg(servers, tmp_path)
+    first_pg = _pg(servers, server_dir)
+    second_pg = _pg(servers, server_dir)
     assert asyncio.run(_pg_select_one(second_pg.url)) == 1
     assert second_pg.url == first_pg.url
 
-    first_r = _redis(servers, tmp_path)
-    second_r = _redis(servers, tmp_path)
+    first_r = _redis(servers, server_dir)
+    second_r = _redis(servers, server_dir)
     assert second_r.url == first_r.url
     client = _redis_client(second_r.url)
     try:
@@ -149,19 +149,19 @@ def test_second_start_while_running_reuses_and_stop_is_idempotent(
 
 
 @pytest.mark.slow
-def test_stale_handle_does_not_stop_a_newer_server(tmp_path: Path, servers: list[Server]) -> None:
-    old = _pg(servers, tmp_path)
+def test_stale_handle_does_not_stop_a_newer_server(server_dir: Path, servers: list[Server]) -> None:
+    old = _pg(servers, server_dir)
     old.stop()
-    new = _pg(servers, tmp_path)
+    new = _pg(servers, server_dir)
     old.stop()  # already stopped: must leave `new` alone
     assert asyncio.run(_pg_select_one(new.url)) == 1
 
 
 @pytest.mark.slow
-def test_deep_data_dir_still_works(tmp_path: Path, servers: list[Server]) -> None:
+def test_deep_data_dir_still_works(server_dir: Path, servers: list[Server]) -> None:
     # Too deep for sockets in data_dir: Postgres puts its socket in the runtime dir,
     # Redis listens on 127.0.0.1 instead.
-    data_dir = tmp_path.joinpath(*DEEP_DIR_PARTS)
+    data_dir = server_dir.joinpath(*DEEP_DIR_PARTS)
     pg = _pg(servers, data_dir)
     r = _redis(servers, data_dir)
     assert asyncio.run(_pg_select_one(pg.url)) == 1
@@ -176,22 +176,22 @@ def test_deep_data_dir_still_works(tmp_path: Path, servers: list[Server]) -> Non
 
 
 @pytest.mark.slow
-def test_postgres_start_failure_reports_the_log(tmp_path: Path) -> None:
+def test_postgres_start_failure_reports_the_log(server_dir: Path) -> None:
     # A pgdata made by an unknown major version: initdb is skipped, the server refuses.
-    pgdata = tmp_path / "postgres"
+    pgdata = server_dir / "postgres"
     pgdata.mkdir()
     (pgdata / "PG_VERSION").write_text("9\n")
     with pytest.raises(EmbeddedServerError) as info:
-        start_postgres(tmp_path)
+        start_postgres(server_dir)
     assert "tail of" in str(info.value)
 
 
 @pytest.mark.slow
-def test_redis_start_failure_reports_the_log(tmp_path: Path) -> None:
+def test_redis_start_failure_reports_the_log(server_dir: Path) -> None:
     # An AOF redis cannot parse: redis-server exits at once.
-    (tmp_path / "redis").mkdir()
-    (tmp_path / "redis" / "appendonly.aof").write_text("this is not an append only file\n")
+    (server_dir / "redis").mkdir()
+    (server_dir / "redis" / "appendonly.aof").write_text("this is not an append only file\n")
     with pytest.raises(EmbeddedServerError) as info:
-        start_redis(tmp_path)
+        start_redis(server_dir)
     assert "exited" in str(info.value)
     assert "tail of" in str(info.value)
