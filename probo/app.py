@@ -12,6 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from loguru import logger
 
 from probo import auth, health, kyc, referral, wallet
+from probo.bodies import check_body_strictly
 from probo.config import Settings
 from probo.db import create_pool, migrate
 from probo.errors import exception_handlers
@@ -109,6 +110,7 @@ def create_app(
             **referral.dependencies,
         },
         lifespan=[lifespan],
+        before_request=check_body_strictly,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[request_context_middleware],
         request_max_body_size=settings.request_body_bytes_max,
