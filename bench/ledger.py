@@ -9,7 +9,6 @@ one connection commits when each transaction carries 1, 100 or 1000 transfers be
 
 from __future__ import annotations
 
-import asyncio
 import platform
 import random
 import time

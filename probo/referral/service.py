@@ -46,6 +46,11 @@ class ReferralService:
                 raise invalid_code()
             if referrer_id == user_id:
                 raise ApiError(422, "self_referral", "you cannot use your own referral code")
+            if await conn.fetchval(
+                "SELECT 1 FROM referrals WHERE referred_user_id = $1 AND referrer_user_id = $2", referrer_id, user_id
+            ):
+                # Two users referring each other would farm both bonuses.
+                raise ApiError(422, "circular_referral", "this user joined with your referral code")
             bonus = self._settings.referral_bonus
             transfer_id = None
             if bonus > 0:

@@ -109,6 +109,16 @@ async def test_own_code_is_422_self_referral(client: httpx.AsyncClient, outbox_p
     assert await referral_transfers(db, me["id"]) == []
 
 
+async def test_two_users_cannot_refer_each_other(client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool) -> None:
+    alice, alice_me = await new_user(client, outbox_path)
+    bob, bob_me = await new_user(client, outbox_path)
+    assert (await apply(client, alice, bob_me["referral_code"])).status_code == 200
+    assert_error(await apply(client, bob, alice_me["referral_code"]), 422, "circular_referral")
+    assert await balance(client, alice) == SIGNUP
+    assert await balance(client, bob) == SIGNUP + 1000
+    assert await is_new(client, bob) is True
+
+
 async def test_unknown_or_malformed_code_is_422_invalid_referral_code(
     client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool
 ) -> None:
