@@ -25,6 +25,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q
 
 bench: $(STAMP)
+	$(PY) -m bench.startup
 	$(PY) -m bench.ledger
 
 lint: $(STAMP)

@@ -6,11 +6,18 @@ from __future__ import annotations
 
 import sys
 import time
+import traceback
 import uuid
 from contextvars import ContextVar
+from typing import TYPE_CHECKING
 
-from litestar.types import ASGIApp, Message, Receive, Scope, Send
+import msgspec
+from litestar.types import ASGIApp, Receive, Scope, Send
+from litestar.types import Message as AsgiMessage
 from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message
 
 from probo import metrics
 
@@ -19,10 +26,25 @@ REQUEST_ID_LENGTH_MAX = 64
 request_id_var: ContextVar[str] = ContextVar("request_id", default="-")
 
 
-def configure_logging(level: str, *, json: bool = True) -> None:
+def _json_line(message: Message) -> None:
+    record = message.record
+    line: dict[str, object] = {
+        "time": record["time"].isoformat(timespec="milliseconds"),
+        "level": record["level"].name,
+        "message": record["message"],
+        "logger": record["name"],
+        **record["extra"],
+    }
+    if record["exception"] is not None:
+        line["exception"] = "".join(traceback.format_exception(*record["exception"]))
+    sys.stderr.write(msgspec.json.encode(line, enc_hook=str).decode() + "\n")
+
+
+def configure_logging(level: str) -> None:
+    """One JSON object per line on stderr, with the request id of the request in hand."""
     logger.remove()
-    # diagnose=False: tracebacks must not print local variables (they may hold secrets).
-    logger.add(sys.stderr, level=level.upper(), serialize=json, backtrace=False, diagnose=False)
+    # Only exception types and frames are formatted, never local variables (secrets).
+    logger.add(_json_line, level=level.upper(), backtrace=False, diagnose=False)
     logger.configure(patcher=lambda record: record["extra"].setdefault("request_id", request_id_var.get()))
 
 
@@ -45,7 +67,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         started = time.perf_counter()
         status_code = 500
 
-        async def send_with_id(message: Message) -> None:
+        async def send_with_id(message: AsgiMessage) -> None:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
