@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 
 from probo import embedded
-from probo.db import migrate
+from probo.db import migrate, with_database
 
 BENCH_DATA_DIR = Path(".probo/bench-servers")
 
@@ -31,19 +31,13 @@ def postgres_admin_url() -> Iterator[str]:
             server.stop()
 
 
-def _with_database(admin_url: str, name: str) -> str:
-    base, _, query = admin_url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return f"{base}?{query}" if query else base
-
-
 async def fresh_database(admin_url: str) -> tuple[str, str]:
     """(name, url) of a new database with the schema."""
     name = f"probo_bench_{uuid.uuid4().hex[:10]}"
     conn = await asyncpg.connect(admin_url)
     await conn.execute(f'CREATE DATABASE "{name}"')
     await conn.close()
-    url = _with_database(admin_url, name)
+    url = with_database(admin_url, name)
     conn = await asyncpg.connect(url)
     await migrate(conn)
     await conn.close()

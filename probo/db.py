@@ -27,6 +27,13 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def with_database(url: str, name: str) -> str:
+    """`url` pointed at database `name` (keeps the host, user and query, e.g. a socket dir)."""
+    base, _, query = url.partition("?")
+    base = base.rsplit("/", 1)[0] + "/" + name
+    return f"{base}?{query}" if query else base
+
+
 async def create_pool(url: str, *, size_max: int) -> asyncpg.Pool:
     """A pool, retried while the server is still starting."""
     delay_s = 0.1

@@ -14,6 +14,7 @@ import os
 import random
 import shutil
 import socket
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -29,7 +30,7 @@ from litestar import Litestar
 
 from probo.app import create_app
 from probo.config import Settings, load_settings
-from probo.db import migrate
+from probo.db import migrate, with_database
 from probo.ledger import ledger_breaches
 from tests.fakes import fake_twilio  # noqa: F401  (a fixture for every test module)
 
@@ -64,12 +65,6 @@ def server_urls() -> Iterator[tuple[str, str]]:
             server.stop()
 
 
-def database_url_for(admin_url: str, name: str) -> str:
-    base, _, query = admin_url.partition("?")
-    base = base.rsplit("/", 1)[0] + "/" + name
-    return f"{base}?{query}" if query else base
-
-
 async def create_database(admin_url: str) -> str:
     """A new empty database with the schema applied; returns its URL."""
     name = f"probo_test_{uuid.uuid4().hex[:12]}"
@@ -78,7 +73,7 @@ async def create_database(admin_url: str) -> str:
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
-    url = database_url_for(admin_url, name)
+    url = with_database(admin_url, name)
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
@@ -102,6 +97,12 @@ async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
     url = await create_database(admin_url)
     try:
         yield url
+        # After every money movement of the run, the operator's tool agrees (exit 0).
+        audit = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "probo", "audit", "--database-url", url, stdout=asyncio.subprocess.PIPE
+        )
+        output, _ = await audit.communicate()
+        assert audit.returncode == 0, output.decode()
     finally:
         await drop_database(admin_url, url)
 
@@ -246,6 +247,11 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def assert_error(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.json()["error"]["code"] == code, response.text
+
+
 @pytest_asyncio.fixture(scope="session")
 async def admin_login(client: httpx.AsyncClient, outbox_path: Path) -> tuple[str, dict]:
     """The admin's (token, verify body), logged in once per run (OTP resends have a cooldown)."""
@@ -265,3 +271,11 @@ def server_dir() -> Iterator[Path]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def admin(admin_login: tuple[str, dict]) -> dict[str, str]:
+    """The admin's bearer headers."""
+    token, body = admin_login
+    assert body["user"]["role"] == "admin"
+    return bearer(token)

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import asyncpg
 import httpx
-import pytest
 from loguru import logger
 
-from tests.conftest import bearer, login
+from tests.conftest import assert_error, bearer, login
 
 SPEC_ADMIN_KEYS = {"id", "user_id", "phone", "name", "pan", "bank_account", "ifsc", "status", "reason", "created_at"}
 NO_SUCH_KYC_ID = 2**63 - 1
-
-
-@pytest.fixture
-def admin(admin_login: tuple[str, dict]) -> dict[str, str]:
-    """The admin's bearer headers: one login per run, shared (the OTP resend cooldown is per phone)."""
-    token, body = admin_login
-    assert body["user"]["role"] == "admin"
-    return bearer(token)
 
 
 def random_pan() -> str:
@@ -69,11 +60,6 @@ async def kyc_status(client: httpx.AsyncClient, headers: dict[str, str]) -> str:
     me = await client.get("/api/v1/me", headers=headers)
     assert me.status_code == 200
     return me.json()["kyc_status"]
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code, response.text
 
 
 # --- submission validation ------------------------------------------------------

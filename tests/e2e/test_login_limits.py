@@ -16,7 +16,7 @@ from tests.fakes import FakeTwilio
 
 
 @pytest_asyncio.fixture
-async def suite_settings_args(server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path) -> AsyncIterator[tuple]:
+async def settings_args(server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path) -> AsyncIterator[tuple]:
     yield database_url, server_urls[1], redis_prefix, outbox_path
 
 
@@ -24,15 +24,19 @@ def app_with(args: tuple, **overrides: object) -> Litestar:
     return create_app(make_settings(*args, **overrides))
 
 
-async def test_login_through_twilio(suite_settings_args: tuple, fake_twilio: FakeTwilio) -> None:
-    app = app_with(
-        suite_settings_args,
+def twilio_app(args: tuple, fake: FakeTwilio) -> Litestar:
+    return app_with(
+        args,
         sms_provider="twilio",
         twilio_account_sid="AC123",
         twilio_auth_token="secret-token",
         twilio_from="+15005550006",
-        twilio_base_url=fake_twilio.base_url,
+        twilio_base_url=fake.base_url,
     )
+
+
+async def test_login_through_twilio(settings_args: tuple, fake_twilio: FakeTwilio) -> None:
+    app = twilio_app(settings_args, fake_twilio)
     phone = new_phone()
     async with serving(app) as client:
         assert (await client.post("/api/v1/auth/otp", json={"phone": phone})).status_code == 202
@@ -46,15 +50,8 @@ async def test_login_through_twilio(suite_settings_args: tuple, fake_twilio: Fak
         assert verify.json()["user"]["phone"] == phone
 
 
-async def test_sms_failure_answers_503_and_allows_an_immediate_retry(suite_settings_args: tuple, fake_twilio: FakeTwilio) -> None:
-    app = app_with(
-        suite_settings_args,
-        sms_provider="twilio",
-        twilio_account_sid="AC123",
-        twilio_auth_token="secret-token",
-        twilio_from="+15005550006",
-        twilio_base_url=fake_twilio.base_url,
-    )
+async def test_sms_failure_answers_503_and_allows_an_immediate_retry(settings_args: tuple, fake_twilio: FakeTwilio) -> None:
+    app = twilio_app(settings_args, fake_twilio)
     fake_twilio.replies.append((400, {"code": 21211, "message": "Invalid 'To' Phone Number"}))
     phone = new_phone()
     async with serving(app) as client:
@@ -65,8 +62,8 @@ async def test_sms_failure_answers_503_and_allows_an_immediate_retry(suite_setti
         assert (await client.post("/api/v1/auth/otp", json={"phone": phone})).status_code == 202
 
 
-async def test_otp_requests_per_ip_are_limited(suite_settings_args: tuple) -> None:
-    app = app_with(suite_settings_args, auth_ip_rate_limit=3, redis_key_prefix=suite_settings_args[2] + "ip-limit:")
+async def test_otp_requests_per_ip_are_limited(settings_args: tuple) -> None:
+    app = app_with(settings_args, auth_ip_rate_limit=3, redis_key_prefix=settings_args[2] + "ip-limit:")
     async with serving(app) as client:
         for _ in range(3):
             assert (await client.post("/api/v1/auth/otp", json={"phone": new_phone()})).status_code == 202
@@ -76,8 +73,8 @@ async def test_otp_requests_per_ip_are_limited(suite_settings_args: tuple) -> No
         assert 3500 <= int(refused.headers["retry-after"]) <= 3600
 
 
-async def test_verify_attempts_per_ip_are_limited(suite_settings_args: tuple) -> None:
-    app = app_with(suite_settings_args, auth_verify_ip_rate_limit=2, redis_key_prefix=suite_settings_args[2] + "verify-limit:")
+async def test_verify_attempts_per_ip_are_limited(settings_args: tuple) -> None:
+    app = app_with(settings_args, auth_verify_ip_rate_limit=2, redis_key_prefix=settings_args[2] + "verify-limit:")
     async with serving(app) as client:
         for _ in range(2):
             response = await client.post("/api/v1/auth/verify", json={"phone": new_phone(), "otp": "000000"})
@@ -87,10 +84,10 @@ async def test_verify_attempts_per_ip_are_limited(suite_settings_args: tuple) ->
         assert "retry-after" in refused.headers
 
 
-async def test_session_cookie_is_secure_by_default(suite_settings_args: tuple, outbox_path: Path) -> None:
+async def test_session_cookie_is_secure_by_default(settings_args: tuple, outbox_path: Path) -> None:
     from tests.conftest import last_otp
 
-    app = app_with(suite_settings_args, cookie_secure=True)
+    app = app_with(settings_args, cookie_secure=True)
     phone = new_phone()
     async with serving(app) as client:
         await client.post("/api/v1/auth/otp", json={"phone": phone})

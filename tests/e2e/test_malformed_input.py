@@ -18,14 +18,6 @@ HUGE = "A" * 100_000  # 100 KB of one string: over the body limit
 NO_SUCH_KYC_ID = 2**63 - 1
 
 
-@pytest.fixture
-def admin(admin_login: tuple[str, dict]) -> dict[str, str]:
-    """The admin's bearer headers: one login per run, shared (the OTP resend cooldown is per phone)."""
-    token, body = admin_login
-    assert body["user"]["role"] == "admin"
-    return bearer(token)
-
-
 @pytest_asyncio.fixture(scope="module")
 async def user(client: httpx.AsyncClient, outbox_path: Path) -> AsyncIterator[dict[str, str]]:
     token, _ = await login(client, outbox_path)

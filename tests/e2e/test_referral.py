@@ -9,7 +9,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
-from tests.conftest import bearer, login
+from tests.conftest import assert_error, bearer, login
 
 BONUS = 1000
 SIGNUP = 1500
@@ -32,11 +32,6 @@ async def balance(client: httpx.AsyncClient, headers: dict[str, str]) -> int:
 
 async def is_new(client: httpx.AsyncClient, headers: dict[str, str]) -> bool:
     return (await client.get("/api/v1/me", headers=headers)).json()["is_new"]
-
-
-def assert_error(response: httpx.Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["error"]["code"] == code, response.text
 
 
 async def referral_transfers(db: asyncpg.Pool, referred_user_id: int) -> list[asyncpg.Record]:
