@@ -167,3 +167,15 @@ CREATE TABLE IF NOT EXISTS referrals (
     CHECK (referred_user_id <> referrer_user_id)
 );
 CREATE INDEX IF NOT EXISTS referrals_referrer_idx ON referrals (referrer_user_id, created_at DESC);
+
+-- Sessions ------------------------------------------------------------------------
+
+-- Logged-out tokens until they expire. Postgres keeps them durable; Redis pub/sub
+-- spreads new ones to every process, which checks only its in-memory copy.
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    jti         text PRIMARY KEY,
+    user_id     bigint NOT NULL,
+    expires_at  timestamptz NOT NULL,
+    revoked_at  timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS revoked_sessions_expiry_idx ON revoked_sessions (expires_at);

@@ -7,7 +7,7 @@ import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
+from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
 from loguru import logger
 
@@ -21,6 +21,11 @@ from probo.orderbook import Engine, EngineMirror
 from probo.redis_store import connect_redis
 
 VERSION = "0.1.0"
+
+
+async def _before_request(request: Request) -> None:
+    auth.authenticate_first(request)
+    await check_body_strictly(request)
 
 
 def create_app(
@@ -59,7 +64,8 @@ def create_app(
                 wait_ms=settings.engine_mirror_wait_ms,
                 reconcile_interval_s=settings.engine_reconcile_interval_s,
             )
-            revocations = auth.RevocationList(redis, settings.redis_key_prefix)
+            revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
+            await revocations.load()  # before ready: a restart never forgets a logout
             wallet_service = wallet.WalletService(
                 settings=settings, pool=pool, engine=engine, mirror=mirror, gateway=gateway or wallet.SimulatedGateway()
             )
@@ -110,7 +116,7 @@ def create_app(
             **referral.dependencies,
         },
         lifespan=[lifespan],
-        before_request=check_body_strictly,
+        before_request=_before_request,
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[request_context_middleware],
         request_max_body_size=settings.request_body_bytes_max,

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import secrets
 import signal
 import sys
 from collections.abc import Callable
@@ -19,7 +21,7 @@ import msgspec
 import uvicorn
 from loguru import logger
 
-from probo.config import ConfigError, Settings, load_settings
+from probo.config import DEV_JWT_SECRET, ConfigError, Settings, load_settings, prod_warnings
 from probo.db import with_database
 from probo.observability import configure_logging
 
@@ -70,8 +72,26 @@ def _raise_stopped(signum: int, frame: object) -> None:
     raise _Stopped(signum)
 
 
+def _dev_secret(settings: Settings) -> Settings:
+    """In dev with no PROBO_JWT_SECRET: a random secret kept under the data dir, so
+    sessions survive restarts and nobody can mint tokens with a published constant."""
+    if settings.env != "dev" or settings.jwt_secret != DEV_JWT_SECRET:
+        return settings
+    path = settings.data_dir / "jwt-secret"
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(secrets.token_hex(32))
+    return msgspec.structs.replace(settings, jwt_secret=path.read_text().strip())
+
+
 def serve(settings: Settings) -> int:
     from probo.app import create_app
+
+    for warning in prod_warnings(settings):
+        logger.warning(warning)
+    settings = _dev_secret(settings)
 
     # uvicorn re-raises the signal that stopped it once it has shut down; with a Python
     # handler in place that unwinds through the ExitStack, which stops embedded servers.

@@ -16,6 +16,8 @@ import msgspec
 DEV_JWT_SECRET = "probo-dev-secret-do-not-use-in-production"
 JWT_SECRET_LENGTH_MIN = 32
 SMS_PROVIDERS = ("outbox", "console", "twilio")
+RECONCILE_INTERVAL_MIN_S = 0.05
+RECONCILE_INTERVAL_MAX_S = 3600.0
 
 
 class ConfigError(ValueError):
@@ -174,14 +176,26 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         values["allowed_origins"] = frozenset(o.rstrip("/") for o in _parse_set(raw))
     if (raw := env.get("PROBO_ENGINE_RECONCILE_INTERVAL_S")) is not None and raw.strip():
         try:
-            values["engine_reconcile_interval_s"] = float(raw)
+            interval_s = float(raw)
         except ValueError:
             raise ConfigError("PROBO_ENGINE_RECONCILE_INTERVAL_S must be a number") from None
+        if not RECONCILE_INTERVAL_MIN_S <= interval_s <= RECONCILE_INTERVAL_MAX_S:  # also refuses nan
+            raise ConfigError(
+                f"PROBO_ENGINE_RECONCILE_INTERVAL_S must be between {RECONCILE_INTERVAL_MIN_S} and {RECONCILE_INTERVAL_MAX_S}"
+            )
+        values["engine_reconcile_interval_s"] = interval_s
 
     values.update(overrides)
     settings = Settings(**values)  # type: ignore[arg-type]
     validate_settings(settings)
     return settings
+
+
+def prod_warnings(settings: Settings) -> list[str]:
+    """Allowed but doubtful in production; logged at start."""
+    if settings.env == "prod" and settings.sms_provider != "twilio":
+        return [f"PROBO_SMS_PROVIDER={settings.sms_provider} writes OTPs to a file or the log; use twilio in prod"]
+    return []
 
 
 def validate_settings(settings: Settings) -> None:

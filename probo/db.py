@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 from loguru import logger
@@ -15,16 +16,25 @@ MIGRATION_LOCK_ID = 0x50524F424F
 CONNECT_TRIES_MAX = 30
 CONNECT_TIMEOUT_S = 5.0
 
+# A request waits at most this long for a pooled connection, then answers 503.
+POOL_ACQUIRE_TIMEOUT_S = 5.0
+
 # Errors that mean "the database is away", as opposed to "the query is wrong".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     asyncio.TimeoutError,
-    asyncpg.exceptions.ConnectionDoesNotExistError,
-    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
     asyncpg.exceptions.TooManyConnectionsError,
-    asyncpg.exceptions.AdminShutdownError,
     asyncpg.exceptions.InterfaceError,
 )
+# Conflicts Postgres resolves by aborting one transaction; retrying is safe.
+CONFLICT_ERRORS: tuple[type[BaseException], ...] = (asyncpg.exceptions.TransactionRollbackError,)
+
+
+def connection(pool: asyncpg.Pool) -> Any:
+    """A pooled connection, waited for at most POOL_ACQUIRE_TIMEOUT_S (then TimeoutError)."""
+    return pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S)
 
 
 def with_database(url: str, name: str) -> str:

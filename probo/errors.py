@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from litestar import Request, Response
 from litestar.exceptions import (
     HTTPException,
@@ -20,6 +21,8 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from loguru import logger
+
+from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
 
 
 class ApiError(Exception):
@@ -134,6 +137,30 @@ def _http_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     return _response(status_code, code, str(exc.detail or code), headers)
 
 
+def _database_unavailable_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    logger.warning("database unavailable on {} {}: {}", request.method, request.url.path, type(exc).__name__)
+    return _response(503, "unavailable", "the service is temporarily unavailable; retry shortly", {"Retry-After": "2"})
+
+
+def _conflict_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
+    # Postgres aborted this transaction to resolve a conflict with another; nothing of
+    # it was applied, so the client may simply retry.
+    logger.warning("transaction conflict on {} {}: {}", request.method, request.url.path, type(exc).__name__)
+    return _response(503, "unavailable", "a concurrent request conflicted; retry", {"Retry-After": "1"})
+
+
+def _bad_text_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
+    # Postgres text cannot hold NUL and some code points; they only come from the client.
+    return _response(422, "validation_error", "text contains characters that cannot be stored")
+
+
+def _foreign_key_handler(request: Request, exc: asyncpg.ForeignKeyViolationError) -> Response[dict[str, Any]]:
+    # A valid token whose user is gone (a database reset) names a user no row has.
+    if (exc.constraint_name or "").endswith("user_id_fkey"):
+        return _response(401, "unauthorized", "this session's user no longer exists")
+    return _internal_handler(request, exc)
+
+
 def _internal_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     logger.opt(exception=exc).error("unhandled error on {} {}", request.method, request.url.path)
     return _response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal error")
@@ -146,5 +173,10 @@ exception_handlers = {
     PermissionDeniedException: _http_handler,
     NotFoundException: _http_handler,
     HTTPException: _http_handler,
+    **{error: _database_unavailable_handler for error in UNAVAILABLE_ERRORS},
+    **{error: _conflict_handler for error in CONFLICT_ERRORS},
+    asyncpg.CharacterNotInRepertoireError: _bad_text_handler,
+    asyncpg.UntranslatableCharacterError: _bad_text_handler,
+    asyncpg.ForeignKeyViolationError: _foreign_key_handler,
     Exception: _internal_handler,
 }

@@ -1,6 +1,12 @@
 """Phone OTP login, JWT sessions, roles, logout revocation, CSRF protection."""
 
-from probo.auth.api import dependencies, is_foreign_origin, route_handlers, session_token
+from probo.auth.api import (
+    authenticate_first,
+    dependencies,
+    is_foreign_origin,
+    route_handlers,
+    session_token,
+)
 from probo.auth.otp import OtpStore
 from probo.auth.phone import InvalidPhone, mask_phone, normalise_phone
 from probo.auth.revocations import RevocationList
@@ -19,6 +25,7 @@ __all__ = [
     "SmsError",
     "SmsProvider",
     "TokenIssuer",
+    "authenticate_first",
     "build_sms_provider",
     "dependencies",
     "is_foreign_origin",

@@ -1,30 +1,35 @@
-"""Revoked session tokens: kept in Redis until they expire, and mirrored in memory.
+"""Revoked session tokens: durable in Postgres, spread through Redis pub/sub, and
+checked against an in-memory copy, so no request waits on either store.
 
-Requests check only the in-memory set, so Redis is never on the order path; a
-background listener keeps the set current through pub/sub and reloads it whenever it
-reconnects. While Redis is away the last known revocations stand.
+Start-up loads every unexpired revocation from Postgres before the process is ready,
+so a restart never forgets a logout, even with Redis away. A background listener
+follows other processes' revocations through pub/sub and reloads from Postgres each
+time it (re)connects; while Redis is away the last known revocations stand.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 
+import asyncpg
 import redis.asyncio as aioredis
 from loguru import logger
 
+from probo.db import UNAVAILABLE_ERRORS, connection
 from probo.redis_store import REDIS_UNAVAILABLE_ERRORS
 
-RELOAD_SCAN_COUNT = 1000
-RELOAD_KEYS_MAX = 10_000_000
+RELOAD_ROWS_MAX = 10_000_000
 RECONNECT_DELAY_MAX_S = 5.0
 PURGE_INTERVAL_S = 60.0
+RELOAD_INTERVAL_S = 30.0
 
 
 class RevocationList:
-    def __init__(self, redis: aioredis.Redis, key_prefix: str) -> None:
+    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, key_prefix: str) -> None:
+        self._pool = pool
         self._redis = redis
-        self._key_prefix = key_prefix + "revoked:"
         self._channel = key_prefix + "revocations"
         self._expiry_by_jti: dict[str, int] = {}
         self._last_purge = time.monotonic()
@@ -41,49 +46,66 @@ class RevocationList:
             wall = time.time()
             self._expiry_by_jti = {j: e for j, e in self._expiry_by_jti.items() if e > wall}
 
-    async def revoke(self, jti: str, expires_at: int) -> None:
-        """Revoke here at once, then in Redis for every process (raises if Redis is away)."""
+    async def revoke(self, jti: str, user_id: int, expires_at: int) -> None:
+        """Revoke durably (Postgres), here at once, then tell other processes (best effort)."""
+        async with connection(self._pool) as conn:
+            await conn.execute(
+                "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) "
+                "ON CONFLICT (jti) DO NOTHING",
+                jti,
+                user_id,
+                datetime.fromtimestamp(expires_at, UTC),
+            )
         self._remember(jti, expires_at)
-        ttl_s = max(1, expires_at - int(time.time()))
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.set(self._key_prefix + jti, expires_at, ex=ttl_s)
-            pipe.publish(self._channel, f"{jti}:{expires_at}")
-            await pipe.execute()
+        try:
+            await self._redis.publish(self._channel, f"{jti}:{expires_at}")
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            # Other processes pick it up from Postgres when their listener reconnects.
+            logger.warning("revocation not published ({})", type(exc).__name__)
 
-    async def reload(self) -> int:
-        """Read every revocation in Redis into memory; returns how many were read."""
-        count = 0
-        async for key in self._redis.scan_iter(match=self._key_prefix + "*", count=RELOAD_SCAN_COUNT):
-            raw = await self._redis.get(key)
-            if raw is not None:
-                jti = key.decode()[len(self._key_prefix) :]
-                self._remember(jti, int(raw))
-            count += 1
-            if count >= RELOAD_KEYS_MAX:
-                logger.error("revocation reload stopped at {} keys", RELOAD_KEYS_MAX)
-                break
-        return count
+    async def load(self) -> int:
+        """Read every unexpired revocation from Postgres; returns how many."""
+        async with connection(self._pool) as conn:
+            await conn.execute("DELETE FROM revoked_sessions WHERE expires_at < now()")
+            rows = await conn.fetch(
+                "SELECT jti, extract(epoch FROM expires_at)::bigint AS expires_at FROM revoked_sessions LIMIT $1",
+                RELOAD_ROWS_MAX,
+            )
+        for row in rows:
+            self._remember(row["jti"], row["expires_at"])
+        return len(rows)
 
     async def listen(self) -> None:
-        """Follow revocations from other processes until cancelled; reconnects forever."""
+        """Follow revocations from other processes until cancelled.
+
+        Pub/sub brings them at once; a reload from Postgres every RELOAD_INTERVAL_S
+        catches any published while this process's Redis connection was down.
+        """
         delay_s = 0.1
         while True:
             pubsub = self._redis.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 # Subscribe first, then reload: nothing published in between is missed.
-                await self.reload()
+                await self.load()
+                reloaded_at = time.monotonic()
                 delay_s = 0.1
-                async for message in pubsub.listen():
-                    if message.get("type") != "message":
-                        continue
-                    jti, _, expires_at = message["data"].decode().rpartition(":")
-                    if jti and expires_at.isdigit():
-                        self._remember(jti, int(expires_at))
+                while True:
+                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if message is not None and message.get("type") == "message":
+                        jti, _, expires_at = message["data"].decode().rpartition(":")
+                        if jti and expires_at.isdigit():
+                            self._remember(jti, int(expires_at))
+                    if time.monotonic() - reloaded_at > RELOAD_INTERVAL_S:
+                        await self.load()
+                        reloaded_at = time.monotonic()
             except asyncio.CancelledError:
                 raise
-            except REDIS_UNAVAILABLE_ERRORS as exc:
-                logger.warning("revocation listener lost Redis ({}); retrying", type(exc).__name__)
+            except (*REDIS_UNAVAILABLE_ERRORS, *UNAVAILABLE_ERRORS) as exc:
+                logger.warning("revocation listener lost its stores ({}); retrying", type(exc).__name__)
+            except Exception:
+                # A bug must not end revocation updates for the process's life.
+                logger.exception("revocation listener failed; retrying")
             finally:
                 try:
                     await pubsub.aclose()
@@ -91,3 +113,7 @@ class RevocationList:
                     pass
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, RECONNECT_DELAY_MAX_S)
+            try:
+                await self.load()  # Redis may stay away; Postgres still has the truth
+            except UNAVAILABLE_ERRORS:
+                pass

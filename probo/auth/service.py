@@ -21,6 +21,7 @@ from probo.auth.sms import SmsError, SmsProvider
 from probo.auth.tokens import Claims, TokenIssuer
 from probo.auth.types import LoginResult, Me, OtpSent
 from probo.config import Settings
+from probo.db import connection
 from probo.errors import ApiError, not_found, unavailable, validation_error
 from probo.redis_store import redis_required
 
@@ -94,12 +95,12 @@ class AuthService:
         if after_commit is not None:
             await after_commit()
         token, claims = self.tokens.issue(user["id"], role)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             kyc_status = await self._kyc_status_of(conn, user["id"])
         return LoginResult(token=token, expires_at=claims.expires_at, user=_me(user, kyc_status))
 
     async def _login(self, phone: str, role: str) -> tuple[asyncpg.Record, AfterCommit | None]:
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with connection(self._pool) as conn, conn.transaction():
             created = await store.insert_user_if_new(conn, phone, role)
             if created is None:
                 return await store.touch_login(conn, phone, role), None
@@ -107,11 +108,10 @@ class AuthService:
             return created, await self._on_signup(conn, created["id"])
 
     async def logout(self, claims: Claims) -> None:
-        with redis_required("logout"):
-            await self.revocations.revoke(claims.jti, claims.expires_at)
+        await self.revocations.revoke(claims.jti, claims.user_id, claims.expires_at)
 
     async def me(self, user_id: int) -> Me:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             user = await store.user_by_id(conn, user_id)
             if user is None:
                 raise not_found("user")

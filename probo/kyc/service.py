@@ -9,6 +9,7 @@ import re
 import asyncpg
 from loguru import logger
 
+from probo.db import connection
 from probo.errors import ApiError, not_found, validation_error
 from probo.kyc.types import KycAdminPage, KycAdminView, KycStatus, KycSubmission, KycView
 from probo.pagination import page
@@ -79,7 +80,7 @@ class KycService:
     async def submit(self, user_id: int, submission: KycSubmission) -> tuple[KycView, bool]:
         """(the request, whether this call created it). A repeat of the pending request returns it."""
         wanted = _clean(submission)
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             latest = await self._latest(conn, user_id)
             if latest is not None and latest["status"] == "PENDING":
                 return self._repeat_or_refuse(latest, wanted)
@@ -124,18 +125,19 @@ class KycService:
         )
 
     async def latest(self, user_id: int) -> KycView:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             row = await self._latest(conn, user_id)
         return KycView(status="NONE") if row is None else _user_view(row)
 
     async def queue(self, status: str | None, limit: int, before_id: int | None) -> KycAdminPage:
-        rows = await self._pool.fetch(
-            f"SELECT {_COLUMNS} {_FROM} WHERE ($1::text IS NULL OR k.status = $1) AND k.id < $2 "
-            f"ORDER BY k.id DESC LIMIT $3",
-            status,
-            before_id if before_id is not None else 2**63 - 1,
-            limit + 1,
-        )
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS} {_FROM} WHERE ($1::text IS NULL OR k.status = $1) AND k.id < $2 "
+                f"ORDER BY k.id DESC LIMIT $3",
+                status,
+                before_id if before_id is not None else 2**63 - 1,
+                limit + 1,
+            )
         rows, cursor = page(rows, limit, lambda r: r["id"])
         return KycAdminPage(items=[_admin_view(r) for r in rows], next_cursor=cursor)
 
@@ -143,7 +145,7 @@ class KycService:
         reason = reason.strip() if reason else None
         if decision == "REJECTED" and not reason:
             raise validation_error("a rejection needs a reason")
-        async with self._pool.acquire() as conn, conn.transaction():
+        async with connection(self._pool) as conn, conn.transaction():
             current = await conn.fetchval("SELECT status FROM kyc_requests WHERE id = $1 FOR UPDATE", kyc_id)
             if current is None:
                 raise not_found("KYC request")

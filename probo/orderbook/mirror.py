@@ -19,7 +19,7 @@ import asyncpg
 from loguru import logger
 
 from probo import metrics
-from probo.db import UNAVAILABLE_ERRORS
+from probo.db import UNAVAILABLE_ERRORS, connection
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)
@@ -91,9 +91,11 @@ class EngineMirror:
         if not transfer_ids:
             return
         try:
-            await self._pool.execute(
-                "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])", transfer_ids
-            )
+            async with connection(self._pool) as conn:
+                # Waits for a reconciler holding these rows; then they are gone either way.
+                await conn.execute(
+                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])", transfer_ids
+                )
         except UNAVAILABLE_ERRORS as exc:
             # The engine holds the credits; the reconciler clears the rows later.
             logger.warning("credit outbox not cleared ({}); will retry", type(exc).__name__)
@@ -101,25 +103,36 @@ class EngineMirror:
         self._sink.forget_applied(transfer_ids)
 
     async def reconcile_once(self, *, grace_s: float = RECONCILE_GRACE_S) -> int:
-        """Apply credits whose delivery was missed; returns how many the engine newly took."""
-        rows = await self._pool.fetch(
-            "SELECT transfer_id, command, user_id, amount FROM engine_credit_outbox "
-            "WHERE created_at < now() - make_interval(secs => $1) ORDER BY transfer_id LIMIT $2",
-            grace_s,
-            RECONCILE_BATCH_MAX,
-        )
+        """Apply credits whose delivery was missed; returns how many the engine newly took.
+
+        The rows stay locked from selection until their deletion commits, so a mirror
+        delivery cannot clear and forget a credit between our read and our apply.
+        """
         applied = 0
-        for row in rows:
-            credit = EngineCredit(
-                command=row["command"], transfer_id=row["transfer_id"], user_id=row["user_id"], amount=row["amount"]
+        async with connection(self._pool) as conn, conn.transaction():
+            rows = await conn.fetch(
+                "SELECT transfer_id, command, user_id, amount FROM engine_credit_outbox "
+                "WHERE created_at < now() - make_interval(secs => $1) ORDER BY transfer_id LIMIT $2 "
+                "FOR UPDATE SKIP LOCKED",
+                grace_s,
+                RECONCILE_BATCH_MAX,
             )
-            self._sink.create_user(CreateUser(user_id=credit.user_id))
-            if await self._sink.apply_credit(credit):
-                applied += 1
-                metrics.ENGINE_MIRROR_APPLIED.labels("reconciler").inc()
+            for row in rows:
+                credit = EngineCredit(
+                    command=row["command"], transfer_id=row["transfer_id"], user_id=row["user_id"], amount=row["amount"]
+                )
+                self._sink.create_user(CreateUser(user_id=credit.user_id))
+                if await self._sink.apply_credit(credit):
+                    applied += 1
+                    metrics.ENGINE_MIRROR_APPLIED.labels("reconciler").inc()
+            transfer_ids = [row["transfer_id"] for row in rows]
+            if transfer_ids:
+                await conn.execute(
+                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])", transfer_ids
+                )
+        self._sink.forget_applied(transfer_ids)
         if applied:
             logger.warning("reconciler applied {} missed credit(s)", applied)
-        await self._clear_outbox([row["transfer_id"] for row in rows])
         return applied
 
     async def run_reconciler(self) -> None:
@@ -132,6 +145,9 @@ class EngineMirror:
                 continue
             except UNAVAILABLE_ERRORS as exc:
                 logger.warning("reconciler cannot reach Postgres ({})", type(exc).__name__)
+            except Exception:
+                # A bug here must not silently end reconciliation for the process's life.
+                logger.exception("reconciler pass failed; next pass in {} s", self.reconcile_interval_s)
 
     async def drain(self) -> None:
         """Wait for deliveries still in flight (at shutdown)."""

@@ -10,6 +10,7 @@ from loguru import logger
 
 from probo import ledger
 from probo.config import Settings
+from probo.db import connection
 from probo.errors import ApiError
 from probo.orderbook import EngineMirror, record_credit
 from probo.referral.types import Referee, ReferralApplied, ReferralSummary
@@ -31,17 +32,25 @@ class ReferralService:
     async def apply(self, user_id: int, raw_code: str) -> ReferralApplied:
         code = raw_code.strip().upper()
         credits = []
-        async with self._pool.acquire() as conn, conn.transaction():
-            me = await conn.fetchrow("SELECT id, is_new FROM users WHERE id = $1 FOR UPDATE", user_id)
+        async with connection(self._pool) as conn, conn.transaction():
+            referrer_id = None
+            if len(code) == 8 and set(code) <= CODE_ALPHABET:
+                referrer_id = await conn.fetchval("SELECT id FROM users WHERE referral_code = $1", code)
+            # Lock both users in id order: concurrent referrals (A uses B's code while B
+            # uses C's, or A and B each other's) then queue instead of deadlocking, and
+            # the circular check below sees the other's committed referral. NO KEY
+            # UPDATE leaves the foreign-key checks of the insert unblocked.
+            locked = await conn.fetch(
+                "SELECT id, is_new FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE",
+                [user_id] if referrer_id is None else [user_id, referrer_id],
+            )
+            me = next((row for row in locked if row["id"] == user_id), None)
             if me is None:
-                raise ApiError(404, "not_found", "user not found")
+                raise ApiError(401, "unauthorized", "this session's user no longer exists")
             if await conn.fetchval("SELECT 1 FROM referrals WHERE referred_user_id = $1", user_id):
                 raise ApiError(409, "already_referred", "a referral code was already applied")
             if not me["is_new"]:
                 raise ApiError(409, "not_new", "referral codes apply only before your first trade")
-            if len(code) != 8 or not set(code) <= CODE_ALPHABET:
-                raise invalid_code()
-            referrer_id = await conn.fetchval("SELECT id FROM users WHERE referral_code = $1", code)
             if referrer_id is None:
                 raise invalid_code()
             if referrer_id == user_id:
@@ -75,7 +84,7 @@ class ReferralService:
         return ReferralApplied(referrer_id=referrer_id, code=code, created_at=created_at)
 
     async def summary(self, user_id: int) -> ReferralSummary:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             code = await conn.fetchval("SELECT referral_code FROM users WHERE id = $1", user_id)
             if code is None:
                 raise ApiError(404, "not_found", "user not found")

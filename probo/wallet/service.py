@@ -16,6 +16,7 @@ from loguru import logger
 from probo import ledger, metrics
 from probo.auth import AfterCommit
 from probo.config import Settings
+from probo.db import connection
 from probo.errors import ApiError, unavailable, validation_error
 from probo.orderbook import Engine, EngineMirror, record_credit
 from probo.pagination import page
@@ -84,12 +85,13 @@ class WalletService:
         return tell_engine
 
     async def wallet(self, user_id: int) -> Wallet:
-        balance = await ledger.user_balance(self._pool, user_id)
+        async with connection(self._pool) as conn:
+            balance = await ledger.user_balance(conn, user_id)
         locked = self._engine.accounts.locked(user_id)
         return Wallet(balance=balance, locked=locked, available=balance - locked)
 
     async def transactions(self, user_id: int, limit: int, before_id: int | None) -> TransactionPage:
-        async with self._pool.acquire() as conn:
+        async with connection(self._pool) as conn:
             account_id = await ledger.user_account_id(conn, user_id)
             if account_id is None:
                 return TransactionPage(items=[], next_cursor=None)
@@ -141,7 +143,26 @@ class WalletService:
             del self._in_flight[flight_key]
 
     async def _deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[Deposit, bool]:
-        async with self._pool.acquire() as conn:
+        row, created = await self._open_deposit(user_id, amount, idempotency_key)
+        if row["status"] != "pending":
+            return self._outcome(row, created=False)
+        # No connection is held while the gateway works: a slow gateway must not starve
+        # every other request of the pool.
+        try:
+            charge = await self._gateway.charge(user_id=user_id, amount=amount, idempotency_key=idempotency_key)
+        except GatewayUnavailable:
+            metrics.DEPOSITS.labels("gateway_unavailable").inc()
+            raise unavailable("the payment gateway is unavailable; retry with the same key", 5) from None
+        async with connection(self._pool) as conn:
+            row, credits = await self._complete(conn, row["id"], user_id, charge)
+        if credits:
+            await self._mirror.deliver(credits)
+        metrics.DEPOSITS.labels(row["status"]).inc()
+        return self._outcome(row, created=created)
+
+    async def _open_deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[asyncpg.Record, bool]:
+        """The deposit row for this key, created pending if new; (row, created)."""
+        async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 f"INSERT INTO deposits (user_id, idempotency_key, amount, gateway) VALUES ($1, $2, $3, $4) "
                 f"ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_DEPOSIT_COLUMNS}",
@@ -150,30 +171,19 @@ class WalletService:
                 amount,
                 self._gateway.name,
             )
-            created = row is not None
-            if row is None:
-                row = await conn.fetchrow(
-                    f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 AND idempotency_key = $2",
-                    user_id,
-                    idempotency_key,
-                )
-                assert row is not None
-                if row["amount"] != amount:
-                    raise idempotency_conflict()
-                if row["status"] != "pending":
-                    return self._outcome(row, created=False)
-                logger.bind(deposit_id=row["id"]).warning("re-driving a pending deposit")
-
-            try:
-                charge = await self._gateway.charge(user_id=user_id, amount=amount, idempotency_key=idempotency_key)
-            except GatewayUnavailable:
-                metrics.DEPOSITS.labels("gateway_unavailable").inc()
-                raise unavailable("the payment gateway is unavailable; retry with the same key", 5) from None
-            row, credits = await self._complete(conn, row["id"], user_id, charge)
-        if credits:
-            await self._mirror.deliver(credits)
-        metrics.DEPOSITS.labels(row["status"]).inc()
-        return self._outcome(row, created=created)
+            if row is not None:
+                return row, True
+            row = await conn.fetchrow(
+                f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 AND idempotency_key = $2",
+                user_id,
+                idempotency_key,
+            )
+        assert row is not None
+        if row["amount"] != amount:
+            raise idempotency_conflict()
+        if row["status"] == "pending":
+            logger.bind(deposit_id=row["id"]).warning("re-driving a pending deposit")
+        return row, False
 
     async def _complete(
         self, conn: asyncpg.Connection, deposit_id: int, user_id: int, charge: ChargeResult

@@ -61,6 +61,8 @@ def test_settings_are_frozen() -> None:
         ({"PROBO_ADMIN_PHONES": "12345"}, "PROBO_ADMIN_PHONES"),
         ({"PROBO_SMS_PROVIDER": "twilio"}, "PROBO_TWILIO_ACCOUNT_SID"),
         ({"PROBO_SIGNUP_BONUS": "-5"}, "PROBO_SIGNUP_BONUS"),
+        ({"PROBO_ENGINE_RECONCILE_INTERVAL_S": "0"}, "PROBO_ENGINE_RECONCILE_INTERVAL_S"),
+        ({"PROBO_ENGINE_RECONCILE_INTERVAL_S": "nan"}, "PROBO_ENGINE_RECONCILE_INTERVAL_S"),
     ],
 )
 def test_bad_values_are_refused_by_name(environ: dict[str, str], complaint: str) -> None:
