@@ -1,0 +1,168 @@
+"""The matching core's vocabulary: commands in, events out, rejection codes.
+
+Commands are imperative (`PlaceOrder`), events past tense (`OrderAccepted`); all are
+immutable msgspec structs, so the ledger writer and the WebSocket hub can take them as
+they are, without looking back into the book.
+
+Prices in commands and order events are in the order's own outcome terms (a NO buy at
+300 pays 300 per contract). Trades carry `yes_price`, the book's price; a NO party's
+price is `1000 - yes_price`. Cash and contract deltas are signed, per party.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+CONTRACT_PAYOUT = 1000  # paise a winning contract pays
+QUANTITY_MAX = 100_000
+TICK_DEFAULT = 50
+
+Outcome = Literal["yes", "no"]
+Side = Literal["buy", "sell"]
+OrderType = Literal["limit", "market"]
+TimeInForce = Literal["gtc", "ioc", "fok"]
+TradeKind = Literal["transfer", "mint", "merge"]
+MarketStatus = Literal["open", "paused", "closed"]
+
+# Why an order stopped working before it filled.
+CancelReason = Literal[
+    "user",  # its owner canceled it
+    "ioc_remainder",  # ioc (and market) orders cancel what did not fill at once
+    "fok_unfilled",  # a fok that could not fill completely at once
+    "self_trade",  # a resting order met by an incoming order of the same user
+    "market_closed",  # the market closed with the order open
+]
+
+# Codes of refused commands (SPEC §9 where it names them).
+RejectCode = Literal[
+    "validation_error",
+    "invalid_price",
+    "invalid_quantity",
+    "insufficient_funds",
+    "insufficient_position",
+    "market_not_open",
+    "not_found",
+    "order_not_open",
+]
+
+
+class PlaceOrder(msgspec.Struct, frozen=True, gc=False):
+    user_id: int
+    market_id: int
+    outcome: Outcome
+    side: Side
+    type: OrderType
+    quantity: int
+    price: int | None = None  # own outcome terms; None for market orders
+    time_in_force: TimeInForce = "gtc"
+    client_order_id: str | None = None
+
+
+class CancelOrder(msgspec.Struct, frozen=True, gc=False):
+    user_id: int
+    market_id: int
+    order_id: int
+
+
+class CancelAll(msgspec.Struct, frozen=True, gc=False):
+    user_id: int
+    market_id: int
+
+
+class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
+    order_id: int
+    user_id: int
+    market_id: int
+    outcome: Outcome
+    side: Side
+    type: OrderType
+    time_in_force: TimeInForce
+    price: int  # own terms; a market order's is the extreme limit it works at
+    quantity: int
+    client_order_id: str | None
+    locked_cash: int  # what a buy holds on entry (price x quantity, or a market buy's cost)
+    locked_contracts: int  # what a sell holds on entry
+
+
+class TradeExecuted(msgspec.Struct, frozen=True, gc=False):
+    trade_id: int
+    market_id: int
+    kind: TradeKind
+    yes_price: int  # the resting (maker) order's price, in YES terms
+    quantity: int
+    taker_order_id: int
+    taker_user_id: int
+    taker_outcome: Outcome
+    taker_side: Side
+    maker_order_id: int
+    maker_user_id: int
+    maker_outcome: Outcome
+    maker_side: Side
+    taker_cash_delta: int
+    taker_yes_delta: int
+    taker_no_delta: int
+    maker_cash_delta: int
+    maker_yes_delta: int
+    maker_no_delta: int
+    escrow_delta: int  # +1000 x quantity on mint, -1000 x quantity on merge, else 0
+    taker_remaining: int  # the taker's quantity still to fill after this trade
+    maker_remaining: int  # the maker's quantity still resting after this trade
+
+
+class OrderCanceled(msgspec.Struct, frozen=True, gc=False):
+    order_id: int
+    user_id: int
+    market_id: int
+    reason: CancelReason
+    canceled_quantity: int  # what was still unfilled
+    released_cash: int  # lock given back by this cancel
+    released_contracts: int
+
+
+class OrderRejected(msgspec.Struct, frozen=True, gc=False):
+    user_id: int
+    market_id: int
+    code: RejectCode
+    message: str
+    client_order_id: str | None = None
+    order_id: int | None = None  # for a refused cancel
+
+
+class OrderDuplicate(msgspec.Struct, frozen=True, gc=False):
+    """A `client_order_id` the user already used: the original order stands."""
+
+    user_id: int
+    market_id: int
+    client_order_id: str
+    order_id: int
+
+
+class MarketStatusChanged(msgspec.Struct, frozen=True, gc=False):
+    market_id: int
+    status: MarketStatus
+
+
+Event = (
+    OrderAccepted | TradeExecuted | OrderCanceled | OrderRejected | OrderDuplicate | MarketStatusChanged
+)
+
+
+class Payout(msgspec.Struct, frozen=True, gc=False):
+    """What settlement pays one holder out of the market's escrow."""
+
+    user_id: int
+    yes_quantity: int
+    no_quantity: int
+    gross: int  # contracts x their resolution value
+    fee: int  # floor(gross x fee_bps / 10000), to platform_fees
+    net: int  # gross - fee, to the user
+
+
+class Settlement(msgspec.Struct, frozen=True, gc=False):
+    market_id: int
+    outcome: Literal["yes", "no", "void"]
+    payouts: list[Payout]
+    escrow_released: int  # equals the sum of gross payouts
+    fees: int
