@@ -1,17 +1,49 @@
-"""The in-memory engine: accounts and books, and the mirror of outside credits."""
+"""The in-memory engine: books, matching, accounts, and the mirror of outside credits."""
 
-from probo.orderbook.accounts import Accounts
+from probo.orderbook.book import Book, RestingOrder
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 from probo.orderbook.engine import Engine
+from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.mirror import CreditSink, EngineMirror, record_credit
+from probo.orderbook.settlement import compute_settlement
+from probo.orderbook.types import (
+    CancelAll,
+    CancelOrder,
+    Event,
+    MarketStatusChanged,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
+    Payout,
+    PlaceOrder,
+    Settlement,
+    TradeExecuted,
+)
 
 __all__ = [
-    "Accounts",
+    "Book",
+    "CancelAll",
+    "CancelOrder",
     "CreateUser",
     "CreditSink",
     "Engine",
     "EngineCredit",
     "EngineMirror",
     "EngineUnavailable",
+    "Event",
+    "Exchange",
+    "InvalidMarketTransition",
+    "MarketStatusChanged",
+    "OrderAccepted",
+    "OrderCanceled",
+    "OrderDuplicate",
+    "OrderRejected",
+    "Payout",
+    "PlaceOrder",
+    "RestingOrder",
+    "Settlement",
+    "TradeExecuted",
+    "compute_settlement",
     "record_credit",
 ]

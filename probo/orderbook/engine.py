@@ -1,5 +1,8 @@
 """The engine's front door: readiness, start-up recovery, and outside credits.
 
+It owns the `Exchange` (the pure matching core and its accounts); the per-market
+tasks and the ledger writer arrive with the order pipeline.
+
 Start-up recovery loads every user's cash from Postgres and, in the same snapshot,
 clears the credit outbox rows that snapshot already includes; rows committed later stay
 for the mirror's reconciler. Credits are applied at most once, keyed by transfer id.
@@ -10,13 +13,13 @@ from __future__ import annotations
 import asyncpg
 from loguru import logger
 
-from probo.orderbook.accounts import Accounts
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
+from probo.orderbook.exchange import Exchange
 
 
 class Engine:
     def __init__(self) -> None:
-        self.accounts = Accounts()
+        self.exchange = Exchange()
         self.ready = False
         # Credits applied whose outbox row may still exist; emptied as rows are cleared.
         self._applied_transfer_ids: set[int] = set()
@@ -28,12 +31,13 @@ class Engine:
             # Under repeatable read this deletes only rows this snapshot can see: the
             # credits already inside the balances just read.
             included = await conn.fetch("DELETE FROM engine_credit_outbox RETURNING transfer_id")
-        accounts = Accounts()
+        exchange = Exchange()
         for row in users:
-            accounts.create_user(row["id"])
+            exchange.create_user(row["id"])
         for row in cash:
-            accounts.cash_by_user[row["user_id"]] = row["balance"]
-        self.accounts = accounts
+            if row["balance"] > 0:
+                exchange.credit(row["user_id"], row["balance"])
+        self.exchange = exchange
         self._applied_transfer_ids.clear()
         self.ready = True
         logger.info(
@@ -45,7 +49,7 @@ class Engine:
     def create_user(self, command: CreateUser) -> None:
         if not self.ready:
             raise EngineUnavailable("engine is recovering")
-        self.accounts.create_user(command.user_id)
+        self.exchange.create_user(command.user_id)
 
     async def apply_credit(self, credit: EngineCredit) -> bool:
         """Apply `credit` once; False if it was applied before. Raises EngineUnavailable."""
@@ -54,7 +58,7 @@ class Engine:
         if credit.transfer_id in self._applied_transfer_ids:
             return False
         self._applied_transfer_ids.add(credit.transfer_id)
-        self.accounts.credit(credit.user_id, credit.amount)
+        self.exchange.credit(credit.user_id, credit.amount)
         return True
 
     def forget_applied(self, transfer_ids: list[int]) -> None:

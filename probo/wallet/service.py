@@ -87,7 +87,7 @@ class WalletService:
     async def wallet(self, user_id: int) -> Wallet:
         async with connection(self._pool) as conn:
             balance = await ledger.user_balance(conn, user_id)
-        locked = self._engine.accounts.locked(user_id)
+        locked = self._engine.exchange.locked_cash(user_id)
         return Wallet(balance=balance, locked=locked, available=balance - locked)
 
     async def transactions(self, user_id: int, limit: int, before_id: int | None) -> TransactionPage:

@@ -63,14 +63,14 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
         assert deposit.status_code == 201
         assert elapsed < 5
         assert _mirror_failures() == failures_before + 2
-        assert engine.accounts.cash(user_id) == 0
+        assert engine.exchange.cash(user_id) == 0
         pending = await own_app.state.pool.fetchval("SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id)
         assert pending == 2
 
         engine.ready = True
 
         async def engine_has_both() -> bool:
-            return engine.accounts.cash(user_id) == 1_500 + 4_000
+            return engine.exchange.cash(user_id) == 1_500 + 4_000
 
         assert await _eventually(engine_has_both)
         assert await _eventually(
@@ -78,7 +78,7 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
         ), "the reconciler clears what it applied"
         # Applying again is impossible: the transfer ids are remembered until the rows go.
         await own_app.state.mirror.reconcile_once(grace_s=0)
-        assert engine.accounts.cash(user_id) == 5_500
+        assert engine.exchange.cash(user_id) == 5_500
 
 
 async def _outbox_empty(app: Litestar, user_id: int) -> bool:
@@ -93,10 +93,10 @@ async def test_engine_recovery_loads_committed_credits_once(own_app: Litestar, o
         user_id = body["user"]["id"]
         # A restart: recovery reads balances that already include the pending credit.
         await engine.recover(own_app.state.pool)
-        assert engine.accounts.cash(user_id) == 1_500
+        assert engine.exchange.cash(user_id) == 1_500
         assert await _outbox_empty(own_app, user_id)
         await own_app.state.mirror.reconcile_once(grace_s=0)
-        assert engine.accounts.cash(user_id) == 1_500
+        assert engine.exchange.cash(user_id) == 1_500
 
 
 async def test_redis_away_stops_login_but_not_sessions_or_wallet_reads(

@@ -31,7 +31,7 @@ async def test_first_login_creates_user_with_bonus_and_returns_token(client: htt
     assert history["next_cursor"] is None
     # The engine holds the bonus too.
     engine = app.state.engine
-    assert engine.accounts.cash(user["id"]) == 1500
+    assert engine.exchange.cash(user["id"]) == 1500
 
 
 async def test_second_login_is_the_same_user_without_a_second_bonus(client: httpx.AsyncClient, outbox_path: Path, app: Litestar) -> None:

@@ -31,7 +31,7 @@ async def test_deposit_credits_once_and_shows_in_history(client: httpx.AsyncClie
     assert isinstance(deposit["id"], int)
     wallet = (await client.get("/api/v1/wallet", headers=bearer(token))).json()
     assert wallet == {"currency": "INR", "balance": 51_500, "locked": 0, "available": 51_500}
-    assert app.state.engine.accounts.cash(user_id) == 51_500
+    assert app.state.engine.exchange.cash(user_id) == 51_500
     history = (await client.get("/api/v1/wallet/transactions", headers=bearer(token))).json()["items"]
     assert [(t["kind"], t["amount"], t["ref"]) for t in history] == [
         ("deposit", 50_000, f"deposit:{deposit['id']}"),
@@ -93,7 +93,7 @@ async def test_twenty_concurrent_identical_deposits_credit_once(
         user_id,
     )
     assert transfers == 1
-    assert app.state.engine.accounts.cash(user_id) == 1500 + 77_700
+    assert app.state.engine.exchange.cash(user_id) == 1500 + 77_700
 
 
 async def test_concurrent_duplicates_through_separate_pools_credit_once(
@@ -112,7 +112,7 @@ async def test_concurrent_duplicates_through_separate_pools_credit_once(
     assert sum(created for _, created in results) == 1
     assert len({deposit.id for deposit, _ in results}) == 1
     assert await db.fetchval("SELECT balance FROM accounts WHERE user_id = $1", user_id) == 6500
-    assert app.state.engine.accounts.cash(user_id) == 6500
+    assert app.state.engine.exchange.cash(user_id) == 6500
 
 
 async def test_history_pages_visit_every_item_once(client: httpx.AsyncClient, outbox_path: Path) -> None:
