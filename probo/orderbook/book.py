@@ -38,11 +38,17 @@ def yes_price_of(kind: int, own_price: int) -> int:
 
 
 class RestingOrder:
-    """An order on the book. `price` is its YES price; `remaining` what is left to fill."""
+    """An order on the book. `price` is its YES price; `remaining` what is left to fill.
 
-    __slots__ = ("order_id", "user_id", "kind", "price", "remaining", "prev", "next")
+    `account` and `position` are the owner's (set by the exchange): a fill updates them
+    without looking the owner up, which is most of a trade's cost.
+    """
 
-    def __init__(self, order_id: int, user_id: int, kind: int, price: int, remaining: int) -> None:
+    __slots__ = ("order_id", "user_id", "kind", "price", "remaining", "prev", "next", "account", "position")
+
+    def __init__(
+        self, order_id: int, user_id: int, kind: int, price: int, remaining: int, account: object = None, position: object = None
+    ) -> None:
         self.order_id = order_id
         self.user_id = user_id
         self.kind = kind
@@ -50,6 +56,8 @@ class RestingOrder:
         self.remaining = remaining
         self.prev: RestingOrder | None = None
         self.next: RestingOrder | None = None
+        self.account = account
+        self.position = position
 
     @property
     def own_price(self) -> int:

@@ -19,8 +19,6 @@ from probo.orderbook.book import (
     SELL_YES,
     Book,
     RestingOrder,
-    order_kind,
-    yes_price_of,
 )
 from probo.orderbook.settlement import compute_settlement
 from probo.orderbook.types import (
@@ -50,6 +48,25 @@ TIMES_IN_FORCE = ("gtc", "ioc", "fok")
 
 class InvalidMarketTransition(Exception):
     """A market status change that the lifecycle does not allow."""
+
+
+# Per order kind: does it price in YES terms, does it pay (buy), and which contract
+# count one filled contract moves (+1 for a buy, -1 for a sell).
+KIND_IN_YES_TERMS = (True, False, True, False)
+KIND_YES_UNIT = (1, 0, -1, 0)
+KIND_NO_UNIT = (0, -1, 0, 1)
+KINDS = {("yes", "buy"): BUY_YES, ("no", "sell"): SELL_NO, ("yes", "sell"): SELL_YES, ("no", "buy"): BUY_NO}
+OPEN = "open"
+
+
+class Account:
+    """A user's cash, and how much of it open buys hold."""
+
+    __slots__ = ("cash", "locked")
+
+    def __init__(self) -> None:
+        self.cash = 0
+        self.locked = 0
 
 
 class Position:
@@ -91,8 +108,7 @@ def _reject(command: PlaceOrder, code: str, message: str) -> list[Event]:
 class Exchange:
     def __init__(self) -> None:
         self.markets: dict[int, Market] = {}
-        self._cash: dict[int, int] = {}
-        self._locked: dict[int, int] = {}
+        self._accounts: dict[int, Account] = {}
         self._order_ids_by_client: dict[tuple[int, str], int] = {}
         self.last_order_id = 0
         self.last_trade_id = 0
@@ -102,26 +118,34 @@ class Exchange:
 
     # --- money from outside trading --------------------------------------------------
 
+    def _account(self, user_id: int) -> Account:
+        account = self._accounts.get(user_id)
+        if account is None:
+            account = self._accounts[user_id] = Account()
+        return account
+
     def credit(self, user_id: int, amount: int) -> None:
-        assert amount > 0, amount
-        self._cash[user_id] = self._cash.get(user_id, 0) + amount
-        self._locked.setdefault(user_id, 0)
+        if amount <= 0:
+            raise ValueError(f"a credit must be positive, not {amount}")
+        self._account(user_id).cash += amount
         self._credited += amount
 
     def create_user(self, user_id: int) -> None:
-        self._cash.setdefault(user_id, 0)
-        self._locked.setdefault(user_id, 0)
+        self._account(user_id)
 
     # --- reads -----------------------------------------------------------------------
 
     def cash(self, user_id: int) -> int:
-        return self._cash.get(user_id, 0)
+        account = self._accounts.get(user_id)
+        return account.cash if account is not None else 0
 
     def locked_cash(self, user_id: int) -> int:
-        return self._locked.get(user_id, 0)
+        account = self._accounts.get(user_id)
+        return account.locked if account is not None else 0
 
     def available_cash(self, user_id: int) -> int:
-        return self._cash.get(user_id, 0) - self._locked.get(user_id, 0)
+        account = self._accounts.get(user_id)
+        return account.cash - account.locked if account is not None else 0
 
     def position(self, user_id: int, market_id: int) -> tuple[int, int, int, int]:
         position = self.markets[market_id].positions.get(user_id)
@@ -180,7 +204,7 @@ class Exchange:
         settlement = compute_settlement(market_id, holdings, outcome, fee_bps)
         assert settlement.escrow_released == market.escrow, (settlement.escrow_released, market.escrow)
         for payout in settlement.payouts:
-            self._cash[payout.user_id] += payout.net
+            self._accounts[payout.user_id].cash += payout.net
         self._fees += settlement.fees
         market.escrow = 0
         market.positions.clear()
@@ -206,22 +230,25 @@ class Exchange:
             return _reject(command, "market_not_open", f"the market is {market.status}")
 
         # Checks.
-        if command.outcome not in OUTCOMES or command.side not in SIDES:
+        kind = KINDS.get((command.outcome, command.side))
+        if kind is None:
             return _reject(command, "validation_error", "outcome must be yes or no, side buy or sell")
-        kind = order_kind(command.outcome, command.side)
         is_buy = KIND_IS_BUY[kind]
         tick = market.tick
-        is_market_order = command.type == "market"
-        if is_market_order:
-            if command.price is not None or command.time_in_force != "ioc":
+        order_type = command.type
+        time_in_force = command.time_in_force
+        if order_type == "limit":
+            own_price = command.price
+            if own_price is None or time_in_force not in TIMES_IN_FORCE:
+                return _reject(command, "validation_error", "a limit order needs a price and gtc, ioc or fok")
+            if own_price % tick or not tick <= own_price <= CONTRACT_PAYOUT - tick:
+                return _reject(
+                    command, "invalid_price", f"price must be a multiple of {tick} in [{tick}, {CONTRACT_PAYOUT - tick}]"
+                )
+        elif order_type == "market":
+            if command.price is not None or time_in_force != "ioc":
                 return _reject(command, "validation_error", "a market order has no price and is ioc")
             own_price = CONTRACT_PAYOUT - tick if is_buy else tick
-        elif command.type == "limit":
-            if command.price is None or command.time_in_force not in TIMES_IN_FORCE:
-                return _reject(command, "validation_error", "a limit order needs a price and gtc, ioc or fok")
-            own_price = command.price
-            if own_price % tick or not tick <= own_price <= CONTRACT_PAYOUT - tick:
-                return _reject(command, "invalid_price", f"price must be a multiple of {tick} in [{tick}, {CONTRACT_PAYOUT - tick}]")
         else:
             return _reject(command, "validation_error", "type must be limit or market")
         quantity = command.quantity
@@ -229,11 +256,18 @@ class Exchange:
             return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
 
         # Risk hold.
-        available = self._cash.get(user_id, 0) - self._locked.get(user_id, 0)
-        position = market.positions.get(user_id)
+        account = self._accounts.get(user_id)
+        if account is None:
+            account = self._accounts[user_id] = Account()
+        positions = market.positions
+        position = positions.get(user_id)
+        if position is None:
+            position = positions[user_id] = Position()
         working = quantity
         locked_cash = locked_contracts = 0
+        is_market_order = order_type == "market"
         if is_buy:
+            available = account.cash - account.locked
             if is_market_order:
                 working, locked_cash, liquidity = self._affordable(market.book, kind, user_id, quantity, available)
                 if working == 0 and liquidity:
@@ -242,72 +276,81 @@ class Exchange:
                 locked_cash = own_price * quantity
                 if locked_cash > available:
                     return _reject(command, "insufficient_funds", f"needs {locked_cash}, {available} available")
-            self._locked[user_id] = self._locked.get(user_id, 0) + locked_cash
+            account.locked += locked_cash
         else:
-            if position is None:
-                held = 0
-            elif kind == SELL_YES:
+            if kind == SELL_YES:
                 held = position.yes - position.yes_locked
+                if held < quantity:
+                    return _reject(command, "insufficient_position", f"sells {quantity}, {held} contracts available")
+                position.yes_locked += quantity
             else:
                 held = position.no - position.no_locked
-            if held < quantity:
-                return _reject(command, "insufficient_position", f"sells {quantity}, {held} contracts available")
-            if kind == SELL_YES:
-                position.yes_locked += quantity  # type: ignore[union-attr]
-            else:
-                position.no_locked += quantity  # type: ignore[union-attr]
+                if held < quantity:
+                    return _reject(command, "insufficient_position", f"sells {quantity}, {held} contracts available")
+                position.no_locked += quantity
             locked_contracts = quantity
 
         order_id = self.last_order_id + 1
         self.last_order_id = order_id
         if client_order_id is not None:
             self._order_ids_by_client[(user_id, client_order_id)] = order_id
+        market_id = market.market_id
         events: list[Event] = [
             OrderAccepted(
-                order_id=order_id,
-                user_id=user_id,
-                market_id=market.market_id,
-                outcome=command.outcome,
-                side=command.side,
-                type=command.type,
-                time_in_force=command.time_in_force,
-                price=own_price,
-                quantity=quantity,
-                client_order_id=client_order_id,
-                locked_cash=locked_cash,
-                locked_contracts=locked_contracts,
+                order_id,
+                user_id,
+                market_id,
+                command.outcome,
+                command.side,
+                order_type,
+                time_in_force,
+                own_price,
+                quantity,
+                client_order_id,
+                locked_cash,
+                locked_contracts,
             )
         ]
-        yes_limit = yes_price_of(kind, own_price)
-        time_in_force = command.time_in_force
-        # A market buy locked exactly the cost of what it will buy; its fills release
-        # their cost. A limit buy releases its own price per contract filled.
-        lock_unit = None if is_market_order else own_price
+        yes_limit = own_price if KIND_IN_YES_TERMS[kind] else CONTRACT_PAYOUT - own_price
 
         # Matching.
         if time_in_force == "fok" and self._fillable(market.book, kind, user_id, yes_limit, quantity) < quantity:
             remaining = working
         else:
-            remaining = self._match(market, order_id, user_id, kind, yes_limit, lock_unit, working, events)
+            remaining = self._match(market, order_id, user_id, kind, yes_limit, working, account, position, events)
+            filled = working - remaining
+            if filled and is_buy:
+                # A limit buy gives back its own price per contract filled (so a better
+                # price returns the difference); a market buy locked exactly its cost.
+                if is_market_order:
+                    account.locked -= locked_cash
+                    locked_cash = 0
+                else:
+                    account.locked -= own_price * filled
 
-        # Risk release, or rest.
+        # Rest, or release what the remainder holds.
         if remaining and time_in_force == "gtc":
-            market.book.add(RestingOrder(order_id, user_id, kind, yes_limit, remaining))
+            market.book.add(RestingOrder(order_id, user_id, kind, yes_limit, remaining, account, position))
         elif remaining or working < quantity:
-            reason = "fok_unfilled" if time_in_force == "fok" else "ioc_remainder"
-            released_cash, released_contracts = self._release(user_id, kind, market, own_price, lock_unit, remaining)
-            if is_market_order and is_buy:
-                released_cash = locked_cash - self._spent_lock(events)
-                self._locked[user_id] -= released_cash
+            released_cash = released_contracts = 0
+            if is_buy:
+                released_cash = locked_cash if is_market_order else own_price * remaining
+                account.locked -= released_cash
+            elif kind == SELL_YES:
+                position.yes_locked -= remaining
+                released_contracts = remaining
+            else:
+                position.no_locked -= remaining
+                released_contracts = remaining
             events.append(
                 OrderCanceled(
-                    order_id=order_id,
-                    user_id=user_id,
-                    market_id=market.market_id,
-                    reason=reason,
-                    canceled_quantity=remaining + quantity - working,
-                    released_cash=released_cash,
-                    released_contracts=released_contracts,
+                    order_id,
+                    user_id,
+                    market_id,
+                    "fok_unfilled" if time_in_force == "fok" else "ioc_remainder",
+                    remaining + quantity - working,
+                    released_cash,
+                    released_contracts,
                 )
             )
         return events
@@ -396,16 +439,34 @@ class Exchange:
         user_id: int,
         kind: int,
         yes_limit: int,
-        lock_unit: int | None,
         remaining: int,
+        account: Account,
+        position: Position,
         events: list[Event],
     ) -> int:
-        """Trade `remaining` against the opposite side; returns what is left."""
+        """Trade `remaining` against the opposite side; returns what is left.
+
+        The taker's own cash and contracts move once at the end (its buy lock is
+        released by the caller); each maker's move at its fill. Inlined for speed:
+        this loop is most of the engine's time.
+        """
         book = market.book
         tick = book.tick
+        market_id = market.market_id
+        orders = book.orders
         taker_is_bid = kind < ASK_KIND_MIN
-        heads = book.ask_head if taker_is_bid else book.bid_head
+        taker_is_buy = KIND_IS_BUY[kind]
+        taker_in_yes_terms = KIND_IN_YES_TERMS[kind]
+        taker_yes_unit = KIND_YES_UNIT[kind]
+        taker_no_unit = KIND_NO_UNIT[kind]
+        taker_outcome = KIND_OUTCOME[kind]
+        taker_side = KIND_SIDE[kind]
+        if taker_is_bid:
+            heads, tails, quantities = book.ask_head, book.ask_tail, book.ask_quantity
+        else:
+            heads, tails, quantities = book.bid_head, book.bid_tail, book.bid_quantity
         limit_level = yes_limit // tick
+        cash_total = yes_total = no_total = 0
         while remaining:
             if taker_is_bid:
                 mask = book.ask_mask
@@ -426,144 +487,121 @@ class Exchange:
                 following = maker.next
                 if maker.user_id == user_id:
                     self._cancel_resting(market, maker, "self_trade", events)
-                else:
-                    quantity = remaining if remaining < maker.remaining else maker.remaining
-                    remaining -= quantity
-                    self._trade(market, order_id, user_id, kind, lock_unit, maker, quantity, remaining, events)
-                    if quantity == maker.remaining:
-                        book.remove(maker)
-                        maker.remaining = 0
+                    maker = following
+                    continue
+                maker_remaining = maker.remaining
+                quantity = remaining if remaining < maker_remaining else maker_remaining
+                remaining -= quantity
+                maker_remaining -= quantity
+                yes_price = maker.price
+                maker_kind = maker.kind
+                # The taker's side of the trade.
+                own = yes_price if taker_in_yes_terms else CONTRACT_PAYOUT - yes_price
+                taker_cash = -own * quantity if taker_is_buy else own * quantity
+                taker_yes = taker_yes_unit * quantity
+                taker_no = taker_no_unit * quantity
+                cash_total += taker_cash
+                yes_total += taker_yes
+                no_total += taker_no
+                # The maker's side: a buy pays its own price (what it locked), a sell
+                # gives up contracts it locked.
+                own = yes_price if KIND_IN_YES_TERMS[maker_kind] else CONTRACT_PAYOUT - yes_price
+                maker_yes = KIND_YES_UNIT[maker_kind] * quantity
+                maker_no = KIND_NO_UNIT[maker_kind] * quantity
+                maker_account = maker.account
+                maker_position = maker.position
+                maker_position.yes += maker_yes
+                maker_position.no += maker_no
+                if KIND_IS_BUY[maker_kind]:
+                    maker_cash = -own * quantity
+                    maker_account.cash += maker_cash
+                    maker_account.locked += maker_cash
+                    if taker_is_buy:
+                        trade_kind, escrow_delta = "mint", CONTRACT_PAYOUT * quantity
                     else:
-                        book.reduce(maker, quantity)
+                        trade_kind, escrow_delta = "transfer", 0
+                else:
+                    maker_cash = own * quantity
+                    maker_account.cash += maker_cash
+                    maker_position.yes_locked += maker_yes
+                    maker_position.no_locked += maker_no
+                    if taker_is_buy:
+                        trade_kind, escrow_delta = "transfer", 0
+                    else:
+                        trade_kind, escrow_delta = "merge", -CONTRACT_PAYOUT * quantity
+                market.escrow += escrow_delta
+                trade_id = self.last_trade_id + 1
+                self.last_trade_id = trade_id
+                events.append(
+                    TradeExecuted(
+                        trade_id,
+                        market_id,
+                        trade_kind,
+                        yes_price,
+                        quantity,
+                        order_id,
+                        user_id,
+                        taker_outcome,
+                        taker_side,
+                        maker.order_id,
+                        maker.user_id,
+                        KIND_OUTCOME[maker_kind],
+                        KIND_SIDE[maker_kind],
+                        taker_cash,
+                        taker_yes,
+                        taker_no,
+                        maker_cash,
+                        maker_yes,
+                        maker_no,
+                        escrow_delta,
+                        remaining,
+                        maker_remaining,
+                    )
+                )
+                quantities[level] -= quantity
+                if maker_remaining:
+                    maker.remaining = maker_remaining  # the taker is done; the maker stays first
+                    break
+                # The maker filled: it leaves from the head of its level.
+                maker.remaining = 0
+                del orders[maker.order_id]
+                heads[level] = following
+                if following is None:
+                    tails[level] = None
+                    if taker_is_bid:
+                        book.ask_mask &= ~(1 << level)
+                    else:
+                        book.bid_mask &= ~(1 << level)
+                else:
+                    following.prev = None
+                maker.next = None
                 maker = following
+        if cash_total or yes_total or no_total:
+            account.cash += cash_total
+            position.yes += yes_total
+            position.no += no_total
+            if not taker_is_buy:  # a sell's filled contracts were locked
+                position.yes_locked += yes_total
+                position.no_locked += no_total
         return remaining
 
-    def _trade(
-        self,
-        market: Market,
-        taker_order_id: int,
-        taker_user_id: int,
-        taker_kind: int,
-        taker_lock_unit: int | None,
-        maker: RestingOrder,
-        quantity: int,
-        taker_remaining: int,
-        events: list[Event],
-    ) -> None:
-        yes_price = maker.price
-        maker_kind = maker.kind
-        if taker_kind < ASK_KIND_MIN:
-            kind = TRADE_KIND[taker_kind][maker_kind - ASK_KIND_MIN]
-        else:
-            kind = TRADE_KIND[maker_kind][taker_kind - ASK_KIND_MIN]
-        positions = market.positions
-        taker_position = positions.get(taker_user_id)
-        if taker_position is None:
-            taker_position = positions[taker_user_id] = Position()
-        maker_position = positions.get(maker.user_id)
-        if maker_position is None:
-            maker_position = positions[maker.user_id] = Position()
-        taker_cash, taker_yes, taker_no = self._fill(
-            taker_user_id, taker_kind, quantity, yes_price, taker_lock_unit, taker_position
-        )
-        maker_cash, maker_yes, maker_no = self._fill(
-            maker.user_id, maker_kind, quantity, yes_price, maker.own_price, maker_position
-        )
-        escrow_delta = ESCROW_PER_CONTRACT[kind] * quantity
-        market.escrow += escrow_delta
-        self.last_trade_id += 1
-        events.append(
-            TradeExecuted(
-                trade_id=self.last_trade_id,
-                market_id=market.market_id,
-                kind=kind,  # type: ignore[arg-type]
-                yes_price=yes_price,
-                quantity=quantity,
-                taker_order_id=taker_order_id,
-                taker_user_id=taker_user_id,
-                taker_outcome=KIND_OUTCOME[taker_kind],  # type: ignore[arg-type]
-                taker_side=KIND_SIDE[taker_kind],  # type: ignore[arg-type]
-                maker_order_id=maker.order_id,
-                maker_user_id=maker.user_id,
-                maker_outcome=KIND_OUTCOME[maker_kind],  # type: ignore[arg-type]
-                maker_side=KIND_SIDE[maker_kind],  # type: ignore[arg-type]
-                taker_cash_delta=taker_cash,
-                taker_yes_delta=taker_yes,
-                taker_no_delta=taker_no,
-                maker_cash_delta=maker_cash,
-                maker_yes_delta=maker_yes,
-                maker_no_delta=maker_no,
-                escrow_delta=escrow_delta,
-                taker_remaining=taker_remaining,
-                maker_remaining=maker.remaining - quantity,
-            )
-        )
-
-    def _fill(
-        self, user_id: int, kind: int, quantity: int, yes_price: int, lock_unit: int | None, position: Position
-    ) -> tuple[int, int, int]:
-        """Apply one party's side of a trade; returns its (cash, YES, NO) deltas.
-
-        A buy pays the trade price and releases `lock_unit` per contract (its own limit
-        price; None for a market buy, which locked exactly what it pays)."""
-        if kind == BUY_YES:
-            cost = yes_price * quantity
-            self._cash[user_id] -= cost
-            self._locked[user_id] -= cost if lock_unit is None else lock_unit * quantity
-            position.yes += quantity
-            return -cost, quantity, 0
-        if kind == BUY_NO:
-            cost = (CONTRACT_PAYOUT - yes_price) * quantity
-            self._cash[user_id] -= cost
-            self._locked[user_id] -= cost if lock_unit is None else lock_unit * quantity
-            position.no += quantity
-            return -cost, 0, quantity
-        if kind == SELL_YES:
-            proceeds = yes_price * quantity
-            self._cash[user_id] = self._cash.get(user_id, 0) + proceeds
-            self._locked.setdefault(user_id, 0)
-            position.yes -= quantity
-            position.yes_locked -= quantity
-            return proceeds, -quantity, 0
-        proceeds = (CONTRACT_PAYOUT - yes_price) * quantity
-        self._cash[user_id] = self._cash.get(user_id, 0) + proceeds
-        self._locked.setdefault(user_id, 0)
-        position.no -= quantity
-        position.no_locked -= quantity
-        return proceeds, 0, -quantity
-
-    def _release(
-        self, user_id: int, kind: int, market: Market, own_price: int, lock_unit: int | None, remaining: int
-    ) -> tuple[int, int]:
-        """Give back what `remaining` unfilled contracts of an order hold: (cash, contracts)."""
+    def _release(self, order: RestingOrder, position: Position) -> tuple[int, int]:
+        """Give back what a resting order's unfilled remainder holds: (cash, contracts)."""
+        kind, remaining = order.kind, order.remaining
         if KIND_IS_BUY[kind]:
-            if lock_unit is None:
-                return 0, 0  # a market buy: settled by the caller from what it spent
-            released = own_price * remaining
-            self._locked[user_id] -= released
+            released = order.own_price * remaining
+            order.account.locked -= released  # type: ignore[attr-defined]
             return released, 0
-        position = market.positions[user_id]
         if kind == SELL_YES:
             position.yes_locked -= remaining
         else:
             position.no_locked -= remaining
         return 0, remaining
 
-    @staticmethod
-    def _spent_lock(events: list[Event]) -> int:
-        """What a market buy's own fills paid, from its trade events."""
-        spent = 0
-        for event in events:
-            if type(event) is TradeExecuted:
-                spent -= event.taker_cash_delta
-        return spent
-
     def _cancel_resting(self, market: Market, order: RestingOrder, reason: str, events: list[Event]) -> None:
         remaining = order.remaining
+        released_cash, released_contracts = self._release(order, order.position)  # type: ignore[arg-type]
         market.book.remove(order)
-        released_cash, released_contracts = self._release(
-            order.user_id, order.kind, market, order.own_price, order.own_price, remaining
-        )
         events.append(
             OrderCanceled(
                 order_id=order.order_id,
@@ -587,6 +625,8 @@ class Exchange:
             book.validate()
             contracts_locked: dict[tuple[int, int], int] = {}
             for order in book.orders.values():
+                assert order.account is self._accounts.get(order.user_id), f"{order} holds another account"
+                assert order.position is market.positions.get(order.user_id), f"{order} holds another position"
                 if KIND_IS_BUY[order.kind]:
                     locked_by_user[order.user_id] = locked_by_user.get(order.user_id, 0) + order.own_price * order.remaining
                 else:
@@ -615,12 +655,11 @@ class Exchange:
             if market.status in ("closed", "resolved"):
                 assert not book.orders, f"market {market.market_id} is {market.status} with open orders"
             escrow_total += market.escrow
-        for user_id, cash in self._cash.items():
-            locked = self._locked.get(user_id, 0)
-            assert locked == locked_by_user.get(user_id, 0), (
-                f"user {user_id}: locked {locked} != open buys {locked_by_user.get(user_id, 0)}"
+        for user_id, account in self._accounts.items():
+            assert account.locked == locked_by_user.get(user_id, 0), (
+                f"user {user_id}: locked {account.locked} != open buys {locked_by_user.get(user_id, 0)}"
             )
-            assert 0 <= locked <= cash, f"user {user_id}: cash {cash}, locked {locked}"
-        assert set(locked_by_user) <= set(self._cash), "open buys of a user with no account"
-        total = sum(self._cash.values()) + escrow_total + self._fees
+            assert 0 <= account.locked <= account.cash, f"user {user_id}: cash {account.cash}, locked {account.locked}"
+        assert set(locked_by_user) <= set(self._accounts), "open buys of a user with no account"
+        total = sum(a.cash for a in self._accounts.values()) + escrow_total + self._fees
         assert total == self._credited, f"money not conserved: {total} held vs {self._credited} credited"
