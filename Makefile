@@ -8,9 +8,12 @@ PY := $(VENV)/bin/python
 PROBO := $(VENV)/bin/probo
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench lint audit migrate clean
+.PHONY: install run test bench bench-engine lint audit migrate clean
 
-$(STAMP): pyproject.toml
+# The matching core is compiled with mypyc (setup.py): reinstall when it changes.
+ENGINE_SOURCES := setup.py probo/orderbook/accounts.py probo/orderbook/book.py probo/orderbook/exchange.py
+
+$(STAMP): pyproject.toml $(ENGINE_SOURCES)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -24,9 +27,19 @@ run: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-bench: $(STAMP)
+BENCH_STAMP := $(VENV)/.installed-bench
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
+
+bench: bench-engine
 	$(PY) -m bench.startup
 	$(PY) -m bench.ledger
+
+# The matching core against lightmatchingengine and liquibook on one order flow.
+bench-engine: $(BENCH_STAMP)
+	$(PY) -m bench.engine
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check probo tests bench
@@ -38,4 +51,4 @@ migrate: $(STAMP)
 	$(PROBO) migrate
 
 clean:
-	rm -rf $(VENV) .probo .pytest_cache .hypothesis
+	rm -rf $(VENV) .probo .pytest_cache .hypothesis build *.so probo/orderbook/*.so

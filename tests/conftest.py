@@ -40,6 +40,14 @@ EMBEDDED_TEST_DIR = ROOT / ".probo" / "test-servers"
 SERVER_START_POLLS_MAX = 1000
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to test a compiled matching core older than its source."""
+    for source in (ROOT / "probo" / "orderbook").glob("*.py"):
+        for compiled in source.parent.glob(source.stem + ".cpython-*.so"):
+            if compiled.stat().st_mtime < source.stat().st_mtime:
+                raise pytest.UsageError(f"{compiled.name} is older than {source.name}: run `make install`")
+
+
 @pytest.fixture(scope="session")
 def server_urls() -> Iterator[tuple[str, str]]:
     """(Postgres admin URL, Redis URL) of the servers the tests use."""

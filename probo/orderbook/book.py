@@ -12,7 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from probo.orderbook.types import CONTRACT_PAYOUT
+from probo.orderbook.accounts import Account, Position
+from probo.orderbook.types import CONTRACT_PAYOUT, Outcome, Side
 
 # Order kinds. Bids are the kinds below ASK_KIND_MIN.
 BUY_YES = 0
@@ -21,8 +22,8 @@ SELL_YES = 2
 BUY_NO = 3
 ASK_KIND_MIN = 2
 
-KIND_OUTCOME = ("yes", "no", "yes", "no")
-KIND_SIDE = ("buy", "sell", "sell", "buy")
+KIND_OUTCOME: tuple[Outcome, ...] = ("yes", "no", "yes", "no")
+KIND_SIDE: tuple[Side, ...] = ("buy", "sell", "sell", "buy")
 KIND_IS_BUY = (True, False, False, True)
 
 
@@ -47,7 +48,7 @@ class RestingOrder:
     __slots__ = ("order_id", "user_id", "kind", "price", "remaining", "prev", "next", "account", "position")
 
     def __init__(
-        self, order_id: int, user_id: int, kind: int, price: int, remaining: int, account: object = None, position: object = None
+        self, order_id: int, user_id: int, kind: int, price: int, remaining: int, account: Account, position: Position
     ) -> None:
         self.order_id = order_id
         self.user_id = user_id

@@ -8,6 +8,7 @@ states every rule this module follows.
 
 from __future__ import annotations
 
+from probo.orderbook.accounts import Account, Position
 from probo.orderbook.book import (
     ASK_KIND_MIN,
     BUY_NO,
@@ -36,6 +37,7 @@ from probo.orderbook.types import (
     PlaceOrder,
     Settlement,
     TradeExecuted,
+    TradeKind,
 )
 
 # TRADE_KIND[bid kind][ask kind - ASK_KIND_MIN], per the SPEC §6 table.
@@ -56,29 +58,6 @@ KIND_IN_YES_TERMS = (True, False, True, False)
 KIND_YES_UNIT = (1, 0, -1, 0)
 KIND_NO_UNIT = (0, -1, 0, 1)
 KINDS = {("yes", "buy"): BUY_YES, ("no", "sell"): SELL_NO, ("yes", "sell"): SELL_YES, ("no", "buy"): BUY_NO}
-OPEN = "open"
-
-
-class Account:
-    """A user's cash, and how much of it open buys hold."""
-
-    __slots__ = ("cash", "locked")
-
-    def __init__(self) -> None:
-        self.cash = 0
-        self.locked = 0
-
-
-class Position:
-    """A user's contracts in one market, and how many of them open sells hold."""
-
-    __slots__ = ("yes", "no", "yes_locked", "no_locked")
-
-    def __init__(self) -> None:
-        self.yes = 0
-        self.no = 0
-        self.yes_locked = 0
-        self.no_locked = 0
 
 
 class Market:
@@ -313,8 +292,17 @@ class Exchange:
         ]
         yes_limit = own_price if KIND_IN_YES_TERMS[kind] else CONTRACT_PAYOUT - own_price
 
-        # Matching.
-        if time_in_force == "fok" and self._fillable(market.book, kind, user_id, yes_limit, quantity) < quantity:
+        # Matching: only when the opposite side's best price is within the limit.
+        book = market.book
+        if kind < ASK_KIND_MIN:
+            mask = book.ask_mask
+            crosses = mask != 0 and (mask & -mask).bit_length() - 1 <= yes_limit // tick
+        else:
+            mask = book.bid_mask
+            crosses = mask != 0 and mask.bit_length() - 1 >= yes_limit // tick
+        if not crosses:
+            remaining = working
+        elif time_in_force == "fok" and self._fillable(book, kind, user_id, yes_limit, quantity) < quantity:
             remaining = working
         else:
             remaining = self._match(market, order_id, user_id, kind, yes_limit, working, account, position, events)
@@ -330,7 +318,7 @@ class Exchange:
 
         # Rest, or release what the remainder holds.
         if remaining and time_in_force == "gtc":
-            market.book.add(RestingOrder(order_id, user_id, kind, yes_limit, remaining, account, position))
+            book.add(RestingOrder(order_id, user_id, kind, yes_limit, remaining, account, position))
         elif remaining or working < quantity:
             released_cash = released_contracts = 0
             if is_buy:
@@ -467,6 +455,7 @@ class Exchange:
             heads, tails, quantities = book.bid_head, book.bid_tail, book.bid_quantity
         limit_level = yes_limit // tick
         cash_total = yes_total = no_total = 0
+        trade_kind: TradeKind
         while remaining:
             if taker_is_bid:
                 mask = book.ask_mask
@@ -590,7 +579,7 @@ class Exchange:
         kind, remaining = order.kind, order.remaining
         if KIND_IS_BUY[kind]:
             released = order.own_price * remaining
-            order.account.locked -= released  # type: ignore[attr-defined]
+            order.account.locked -= released
             return released, 0
         if kind == SELL_YES:
             position.yes_locked -= remaining
@@ -600,7 +589,7 @@ class Exchange:
 
     def _cancel_resting(self, market: Market, order: RestingOrder, reason: str, events: list[Event]) -> None:
         remaining = order.remaining
-        released_cash, released_contracts = self._release(order, order.position)  # type: ignore[arg-type]
+        released_cash, released_contracts = self._release(order, order.position)
         market.book.remove(order)
         events.append(
             OrderCanceled(
