@@ -57,7 +57,6 @@ class InvalidMarketTransition(Exception):
 KIND_IN_YES_TERMS = (True, False, True, False)
 KIND_YES_UNIT = (1, 0, -1, 0)
 KIND_NO_UNIT = (0, -1, 0, 1)
-KINDS = {("yes", "buy"): BUY_YES, ("no", "sell"): SELL_NO, ("yes", "sell"): SELL_YES, ("no", "buy"): BUY_NO}
 
 
 class Market:
@@ -209,8 +208,14 @@ class Exchange:
             return _reject(command, "market_not_open", f"the market is {market.status}")
 
         # Checks.
-        kind = KINDS.get((command.outcome, command.side))
-        if kind is None:
+        outcome, side = command.outcome, command.side
+        if outcome == "yes":
+            kind = BUY_YES if side == "buy" else SELL_YES if side == "sell" else -1
+        elif outcome == "no":
+            kind = BUY_NO if side == "buy" else SELL_NO if side == "sell" else -1
+        else:
+            kind = -1
+        if kind < 0:
             return _reject(command, "validation_error", "outcome must be yes or no, side buy or sell")
         is_buy = KIND_IS_BUY[kind]
         tick = market.tick
