@@ -353,7 +353,10 @@ class Exchange:
         order = market.book.orders.get(command.order_id) if market is not None else None
         if order is None or order.user_id != command.user_id:
             issued = 0 < command.order_id <= self.last_order_id
-            code = "order_not_open" if order is None and issued and market is not None else "not_found"
+            open_elsewhere = order is None and any(command.order_id in m.book.orders for m in self.markets.values())
+            # Only the owner may learn an order's state: anything open is not_found to
+            # others, and to its owner under another market's id.
+            code = "order_not_open" if order is None and issued and market is not None and not open_elsewhere else "not_found"
             return [
                 OrderRejected(
                     user_id=command.user_id,
