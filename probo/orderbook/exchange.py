@@ -21,7 +21,7 @@ from probo.orderbook.book import (
     Book,
     RestingOrder,
 )
-from probo.orderbook.settlement import compute_settlement
+from probo.orderbook.settlement import BASIS_POINTS, YES_VALUE, compute_settlement
 from probo.orderbook.types import (
     CONTRACT_PAYOUT,
     QUANTITY_MAX,
@@ -177,6 +177,8 @@ class Exchange:
 
     def settle_market(self, market_id: int, outcome: str, fee_bps: int) -> Settlement:
         """Pay every holder out of the escrow; positions and escrow end at zero."""
+        if outcome not in YES_VALUE or not 0 <= fee_bps <= BASIS_POINTS:
+            raise ValueError(f"cannot settle with outcome {outcome!r} and fee {fee_bps} bps")
         market = self._transition(market_id, ("closed",), "resolved")
         holdings = [(user_id, p.yes, p.no) for user_id, p in market.positions.items() if p.yes or p.no]
         settlement = compute_settlement(market_id, holdings, outcome, fee_bps)
@@ -310,7 +312,9 @@ class Exchange:
         elif time_in_force == "fok" and self._fillable(book, kind, user_id, yes_limit, quantity) < quantity:
             remaining = working
         else:
-            remaining = self._match(market, order_id, user_id, kind, yes_limit, working, account, position, events)
+            remaining = self._match(
+                market, order_id, user_id, kind, yes_limit, working, quantity - working, account, position, events
+            )
             filled = working - remaining
             if filled and is_buy:
                 # A limit buy gives back its own price per contract filled (so a better
@@ -436,11 +440,15 @@ class Exchange:
         kind: int,
         yes_limit: int,
         remaining: int,
+        unaffordable: int,
         account: Account,
         position: Position,
         events: list[Event],
     ) -> int:
         """Trade `remaining` against the opposite side; returns what is left.
+
+        Trade events report the taker's remainder against the quantity it asked for:
+        `unaffordable` is what a market buy could not pay for and will not work.
 
         The taker's own cash and contracts move once at the end (its buy lock is
         released by the caller); each maker's move at its fill. Inlined for speed:
@@ -551,7 +559,7 @@ class Exchange:
                         maker_yes,
                         maker_no,
                         escrow_delta,
-                        remaining,
+                        remaining + unaffordable,
                         maker_remaining,
                     )
                 )
