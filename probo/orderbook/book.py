@@ -86,6 +86,7 @@ class Book:
         "ask_quantity",
         "ask_mask",
         "orders",
+        "orders_by_user",
     )
 
     def __init__(self, tick: int) -> None:
@@ -101,7 +102,9 @@ class Book:
         self.ask_tail: list[RestingOrder | None] = [None] * size
         self.ask_quantity = [0] * size
         self.ask_mask = 0
+        # Both in arrival (= order id) order: dicts keep insertion order.
         self.orders: dict[int, RestingOrder] = {}
+        self.orders_by_user: dict[int, dict[int, RestingOrder]] = {}
 
     # --- best prices -------------------------------------------------------------
 
@@ -120,6 +123,10 @@ class Book:
         """Append `order` at the back of its level's queue."""
         level = order.price // self.tick
         self.orders[order.order_id] = order
+        user_orders = self.orders_by_user.get(order.user_id)
+        if user_orders is None:
+            user_orders = self.orders_by_user[order.user_id] = {}
+        user_orders[order.order_id] = order
         if order.kind < ASK_KIND_MIN:
             tail = self.bid_tail[level]
             if tail is None:
@@ -144,7 +151,7 @@ class Book:
     def remove(self, order: RestingOrder) -> None:
         """Take `order` off the book wherever it is in its queue."""
         level = order.price // self.tick
-        del self.orders[order.order_id]
+        self.unindex(order)
         previous, following = order.prev, order.next
         if order.kind < ASK_KIND_MIN:
             if previous is None:
@@ -172,6 +179,14 @@ class Book:
                 self.ask_mask &= ~(1 << level)
         order.prev = order.next = None
 
+    def unindex(self, order: RestingOrder) -> None:
+        """Drop `order` from the id and per-user indexes (its queue links are the caller's)."""
+        del self.orders[order.order_id]
+        user_orders = self.orders_by_user[order.user_id]
+        del user_orders[order.order_id]
+        if not user_orders:
+            del self.orders_by_user[order.user_id]
+
     def reduce(self, order: RestingOrder, quantity: int) -> None:
         """`order` filled `quantity` and stays (partly) on the book."""
         order.remaining -= quantity
@@ -181,7 +196,18 @@ class Book:
         else:
             self.ask_quantity[level] -= quantity
 
-    # --- reads -------------------------------------------------------------------
+    # --- reads -----------------------------------------------------------------
+
+    def own_quantity_by_level(self, user_id: int, asks: bool) -> dict[int, int]:
+        """The user's resting quantity per level on one side (bounded by its open orders)."""
+        quantity_by_level: dict[int, int] = {}
+        user_orders = self.orders_by_user.get(user_id)
+        if user_orders is not None:
+            for order in user_orders.values():
+                if (order.kind >= ASK_KIND_MIN) == asks:
+                    level = order.price // self.tick
+                    quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
+        return quantity_by_level
 
     def bids(self) -> Iterator[RestingOrder]:
         """Every bid in priority order: best price first, then arrival."""
@@ -247,5 +273,9 @@ class Book:
                 assert quantities[level] == total, f"{side} level {level}: total {quantities[level]} != {total}"
             assert mask >> self.level_count == 0 and not mask & 1, f"{side} mask has bits off the grid"
         assert seen == set(self.orders), "the order index holds orders that are not queued"
+        by_user = {oid: o for user_orders in self.orders_by_user.values() for oid, o in user_orders.items()}
+        assert by_user == self.orders, "the per-user index differs from the order index"
+        assert all(self.orders_by_user.values()), "an empty per-user index is kept"
+        assert all(o.user_id == u for u, uo in self.orders_by_user.items() for o in uo.values()), "misfiled order"
         best_bid, best_ask = self.best_bid_level(), self.best_ask_level()
         assert not (best_bid and best_ask and best_bid >= best_ask), f"crossed book at rest: {best_bid} >= {best_ask}"

@@ -42,6 +42,9 @@ from probo.orderbook.types import (
 
 # TRADE_KIND[bid kind][ask kind - ASK_KIND_MIN], per the SPEC §6 table.
 TRADE_KIND = (("transfer", "mint"), ("merge", "transfer"))
+# A named bound: it keeps every per-user walk (cancel-all, fok and market-buy
+# liquidity) short, whatever the rest of the book holds.
+OPEN_ORDERS_PER_USER_MAX = 1000
 ESCROW_PER_CONTRACT = {"transfer": 0, "mint": CONTRACT_PAYOUT, "merge": -CONTRACT_PAYOUT}
 OUTCOMES = ("yes", "no")
 SIDES = ("buy", "sell")
@@ -145,8 +148,10 @@ class Exchange:
     # --- market lifecycle --------------------------------------------------------------
 
     def open_market(self, market_id: int, tick: int = TICK_DEFAULT) -> None:
-        assert market_id not in self.markets, market_id
-        assert 1 <= tick <= 100 and CONTRACT_PAYOUT % tick == 0, tick
+        if market_id in self.markets:
+            raise ValueError(f"market {market_id} is already open")
+        if not (1 <= tick <= 100 and CONTRACT_PAYOUT % tick == 0):
+            raise ValueError(f"tick {tick} must divide 1000 and be between 1 and 100")
         self.markets[market_id] = Market(market_id, tick)
 
     def _transition(self, market_id: int, allowed_from: tuple[str, ...], status: str) -> Market:
@@ -179,10 +184,15 @@ class Exchange:
         """Pay every holder out of the escrow; positions and escrow end at zero."""
         if outcome not in YES_VALUE or not 0 <= fee_bps <= BASIS_POINTS:
             raise ValueError(f"cannot settle with outcome {outcome!r} and fee {fee_bps} bps")
-        market = self._transition(market_id, ("closed",), "resolved")
+        market = self.markets.get(market_id)
+        if market is None or market.status != "closed":
+            raise InvalidMarketTransition(f"market {market_id} is not closed; it cannot be resolved")
         holdings = [(user_id, p.yes, p.no) for user_id, p in market.positions.items() if p.yes or p.no]
         settlement = compute_settlement(market_id, holdings, outcome, fee_bps)
+        # Checked before anything changes: a market whose escrow does not back its
+        # contracts must stay closed for an operator, not half-resolved.
         assert settlement.escrow_released == market.escrow, (settlement.escrow_released, market.escrow)
+        market.status = "resolved"
         for payout in settlement.payouts:
             self._accounts[payout.user_id].cash += payout.net
         self._fees += settlement.fees
@@ -241,19 +251,20 @@ class Exchange:
         if not 1 <= quantity <= QUANTITY_MAX:
             return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
 
-        # Risk hold.
+        if time_in_force == "gtc" and len(market.book.orders_by_user.get(user_id, ())) >= OPEN_ORDERS_PER_USER_MAX:
+            return _reject(
+                command, "too_many_open_orders", f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market"
+            )
+
+        # Risk hold. A refused order leaves no trace, not even an empty account.
         account = self._accounts.get(user_id)
-        if account is None:
-            account = self._accounts[user_id] = Account()
         positions = market.positions
         position = positions.get(user_id)
-        if position is None:
-            position = positions[user_id] = Position()
         working = quantity
         locked_cash = locked_contracts = 0
         is_market_order = order_type == "market"
         if is_buy:
-            available = account.cash - account.locked
+            available = account.cash - account.locked if account is not None else 0
             if is_market_order:
                 working, locked_cash, liquidity = self._affordable(market.book, kind, user_id, quantity, available)
                 if working == 0 and liquidity:
@@ -262,8 +273,14 @@ class Exchange:
                 locked_cash = own_price * quantity
                 if locked_cash > available:
                     return _reject(command, "insufficient_funds", f"needs {locked_cash}, {available} available")
+            if account is None:
+                account = self._accounts[user_id] = Account()
             account.locked += locked_cash
+            if position is None:
+                position = positions[user_id] = Position()
         else:
+            if position is None or account is None:
+                return _reject(command, "insufficient_position", f"sells {quantity}, 0 contracts available")
             if kind == SELL_YES:
                 held = position.yes - position.yes_locked
                 if held < quantity:
@@ -380,9 +397,7 @@ class Exchange:
             return [
                 OrderRejected(user_id=command.user_id, market_id=command.market_id, code="not_found", message="unknown market")
             ]
-        mine = sorted(
-            (o for o in market.book.orders.values() if o.user_id == command.user_id), key=lambda o: o.order_id
-        )
+        mine = list(market.book.orders_by_user.get(command.user_id, {}).values())  # by order id
         events: list[Event] = []
         for order in mine:
             self._cancel_resting(market, order, "user", events)
@@ -391,19 +406,30 @@ class Exchange:
     # --- the pipeline's parts ----------------------------------------------------------
 
     def _affordable(self, book: Book, kind: int, user_id: int, quantity: int, available: int) -> tuple[int, int, bool]:
-        """A market buy's (quantity, exact cost) within `available`, walking other users'
-        resting orders in priority order; and whether any such liquidity exists."""
-        makers = book.asks() if kind == BUY_YES else book.bids()
+        """A market buy's (quantity, exact cost) within `available`, taking other users'
+        resting quantity level by level, best first; and whether any such liquidity exists."""
+        buys_yes = kind == BUY_YES
+        own = book.own_quantity_by_level(user_id, asks=buys_yes)
+        levels = book.ask_quantity if buys_yes else book.bid_quantity
+        mask = book.ask_mask if buys_yes else book.bid_mask
         got = cost = 0
         liquidity = False
-        for maker in makers:
-            if maker.user_id == user_id:
-                continue  # met by the order, it is canceled, not bought
+        while mask:
+            if buys_yes:
+                level = (mask & -mask).bit_length() - 1
+                mask &= mask - 1
+            else:
+                level = mask.bit_length() - 1
+                mask &= ~(1 << level)
+            others = levels[level] - own.get(level, 0)
+            if others <= 0:
+                continue  # only the user's own orders: canceled when met, never bought
             liquidity = True
-            unit = maker.price if kind == BUY_YES else CONTRACT_PAYOUT - maker.price
-            take = min(maker.remaining, quantity - got, (available - cost) // unit)
+            price = level * book.tick
+            unit = price if buys_yes else CONTRACT_PAYOUT - price
+            take = min(others, quantity - got, (available - cost) // unit)
             if take <= 0:
-                break  # later orders cost the same or more
+                break  # later levels cost more
             got += take
             cost += take * unit
             if got == quantity:
@@ -412,24 +438,28 @@ class Exchange:
 
     @staticmethod
     def _fillable(book: Book, kind: int, user_id: int, yes_limit: int, quantity: int) -> int:
-        """Other users' quantity a fok could take at once, counted up to `quantity`."""
+        """Other users' quantity a fok could take at once, counted up to `quantity`:
+        level totals within the limit, less the user's own orders there."""
+        taker_is_bid = kind < ASK_KIND_MIN
+        own = book.own_quantity_by_level(user_id, asks=taker_is_bid)
+        limit_level = yes_limit // book.tick
         total = 0
-        if kind < ASK_KIND_MIN:
-            for maker in book.asks():
-                if maker.price > yes_limit:
+        if taker_is_bid:
+            mask = book.ask_mask
+            while mask and total < quantity:
+                level = (mask & -mask).bit_length() - 1
+                if level > limit_level:
                     break
-                if maker.user_id != user_id:
-                    total += maker.remaining
-                    if total >= quantity:
-                        break
+                total += book.ask_quantity[level] - own.get(level, 0)
+                mask &= mask - 1
         else:
-            for maker in book.bids():
-                if maker.price < yes_limit:
+            mask = book.bid_mask
+            while mask and total < quantity:
+                level = mask.bit_length() - 1
+                if level < limit_level:
                     break
-                if maker.user_id != user_id:
-                    total += maker.remaining
-                    if total >= quantity:
-                        break
+                total += book.bid_quantity[level] - own.get(level, 0)
+                mask &= ~(1 << level)
         return total
 
     def _match(
@@ -457,7 +487,6 @@ class Exchange:
         book = market.book
         tick = book.tick
         market_id = market.market_id
-        orders = book.orders
         taker_is_bid = kind < ASK_KIND_MIN
         taker_is_buy = KIND_IS_BUY[kind]
         taker_in_yes_terms = KIND_IN_YES_TERMS[kind]
@@ -569,7 +598,7 @@ class Exchange:
                     break
                 # The maker filled: it leaves from the head of its level.
                 maker.remaining = 0
-                del orders[maker.order_id]
+                book.unindex(maker)
                 heads[level] = following
                 if following is None:
                     tails[level] = None

@@ -45,6 +45,7 @@ RejectCode = Literal[
     "market_not_open",
     "not_found",
     "order_not_open",
+    "too_many_open_orders",
 ]
 
 

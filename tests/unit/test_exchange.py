@@ -360,3 +360,45 @@ def test_settlement_pays_out_of_escrow_exactly(
     assert settlement.fees == fees
     assert settlement.escrow_released == 3000
     assert ex.escrow(M) == 0 and ex.position(ALICE, M) == (0, 0, 0, 0)
+
+
+def test_open_orders_per_user_and_market_are_capped(ex: Exchange) -> None:
+    from probo.orderbook.exchange import OPEN_ORDERS_PER_USER_MAX
+
+    for _ in range(OPEN_ORDERS_PER_USER_MAX):
+        assert isinstance(ex.place(limit(ALICE, "yes", "buy", 50, 1))[0], OrderAccepted)
+    [refused] = place(ex, limit(ALICE, "yes", "buy", 50, 1))
+    assert refused.code == "too_many_open_orders"
+    # An order that cannot rest is still welcome, and so is everyone else.
+    assert isinstance(place(ex, limit(ALICE, "yes", "buy", 50, 1, tif="ioc"))[0], OrderAccepted)
+    assert isinstance(place(ex, limit(BOB, "yes", "buy", 50, 1))[0], OrderAccepted)
+    assert len(ex.cancel_all(CancelAll(ALICE, M))) == OPEN_ORDERS_PER_USER_MAX
+
+
+def test_a_refused_order_leaves_no_trace(ex: Exchange) -> None:
+    stranger = 77
+    assert place(ex, limit(stranger, "yes", "sell", 500, 1))[0].code == "insufficient_position"
+    assert place(ex, limit(stranger, "yes", "buy", 500, 1))[0].code == "insufficient_funds"
+    assert stranger not in ex.markets[M].positions
+    assert ex.cash(stranger) == 0 and ex.locked_cash(stranger) == 0
+
+
+def test_settlement_is_refused_before_close_and_for_bad_input_without_changing_anything(ex: Exchange) -> None:
+    give_contracts(ex, ALICE, BOB, 2)
+    with pytest.raises(InvalidMarketTransition):
+        ex.settle_market(M, "yes", 0)
+    ex.close_market(M)
+    with pytest.raises(ValueError):
+        ex.settle_market(M, "maybe", 0)
+    with pytest.raises(ValueError):
+        ex.settle_market(M, "yes", 10_001)
+    assert ex.escrow(M) == 2000
+    assert ex.settle_market(M, "yes", 0).escrow_released == 2000
+    ex.validate()
+
+
+def test_a_market_id_or_tick_cannot_be_reused_or_invalid(ex: Exchange) -> None:
+    with pytest.raises(ValueError):
+        ex.open_market(M)
+    with pytest.raises(ValueError):
+        ex.open_market(5, tick=30)
