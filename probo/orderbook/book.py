@@ -21,6 +21,7 @@ SELL_NO = 1
 SELL_YES = 2
 BUY_NO = 3
 ASK_KIND_MIN = 2
+USER_LIST_COMPACT_MIN = 16
 
 KIND_OUTCOME: tuple[Outcome, ...] = ("yes", "no", "yes", "no")
 KIND_SIDE: tuple[Side, ...] = ("buy", "sell", "sell", "buy")
@@ -102,9 +103,11 @@ class Book:
         self.ask_tail: list[RestingOrder | None] = [None] * size
         self.ask_quantity = [0] * size
         self.ask_mask = 0
-        # Both in arrival (= order id) order: dicts keep insertion order.
         self.orders: dict[int, RestingOrder] = {}
-        self.orders_by_user: dict[int, dict[int, RestingOrder]] = {}
+        # Each user's orders in arrival (= order id) order. Entries of orders that left
+        # the book (remaining 0) are dropped lazily by `open_orders_of`, which keeps the
+        # hot path to one append per order.
+        self.orders_by_user: dict[int, list[RestingOrder]] = {}
 
     # --- best prices -------------------------------------------------------------
 
@@ -125,8 +128,14 @@ class Book:
         self.orders[order.order_id] = order
         user_orders = self.orders_by_user.get(order.user_id)
         if user_orders is None:
-            user_orders = self.orders_by_user[order.user_id] = {}
-        user_orders[order.order_id] = order
+            self.orders_by_user[order.user_id] = [order]
+        else:
+            user_orders.append(order)
+            size = len(user_orders)
+            # Drop entries of gone orders whenever the list reaches a power of two: O(1)
+            # amortised, and dead entries never outnumber the live ones by much.
+            if size >= USER_LIST_COMPACT_MIN and size & (size - 1) == 0:
+                self.open_orders_of(order.user_id)
         if order.kind < ASK_KIND_MIN:
             tail = self.bid_tail[level]
             if tail is None:
@@ -151,7 +160,7 @@ class Book:
     def remove(self, order: RestingOrder) -> None:
         """Take `order` off the book wherever it is in its queue."""
         level = order.price // self.tick
-        self.unindex(order)
+        del self.orders[order.order_id]
         previous, following = order.prev, order.next
         if order.kind < ASK_KIND_MIN:
             if previous is None:
@@ -178,14 +187,7 @@ class Book:
             if self.ask_head[level] is None:
                 self.ask_mask &= ~(1 << level)
         order.prev = order.next = None
-
-    def unindex(self, order: RestingOrder) -> None:
-        """Drop `order` from the id and per-user indexes (its queue links are the caller's)."""
-        del self.orders[order.order_id]
-        user_orders = self.orders_by_user[order.user_id]
-        del user_orders[order.order_id]
-        if not user_orders:
-            del self.orders_by_user[order.user_id]
+        order.remaining = 0  # off the book: the per-user list drops it lazily
 
     def reduce(self, order: RestingOrder, quantity: int) -> None:
         """`order` filled `quantity` and stays (partly) on the book."""
@@ -198,15 +200,26 @@ class Book:
 
     # --- reads -----------------------------------------------------------------
 
+    def open_orders_of(self, user_id: int) -> list[RestingOrder]:
+        """The user's open orders by order id (dropping entries of orders gone since)."""
+        user_orders = self.orders_by_user.get(user_id)
+        if user_orders is None:
+            return []
+        live = [order for order in user_orders if order.remaining]
+        if live:
+            if len(live) != len(user_orders):
+                self.orders_by_user[user_id] = live
+        else:
+            del self.orders_by_user[user_id]
+        return live
+
     def own_quantity_by_level(self, user_id: int, asks: bool) -> dict[int, int]:
         """The user's resting quantity per level on one side (bounded by its open orders)."""
         quantity_by_level: dict[int, int] = {}
-        user_orders = self.orders_by_user.get(user_id)
-        if user_orders is not None:
-            for order in user_orders.values():
-                if (order.kind >= ASK_KIND_MIN) == asks:
-                    level = order.price // self.tick
-                    quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
+        for order in self.open_orders_of(user_id):
+            if (order.kind >= ASK_KIND_MIN) == asks:
+                level = order.price // self.tick
+                quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
         return quantity_by_level
 
     def bids(self) -> Iterator[RestingOrder]:
@@ -273,9 +286,11 @@ class Book:
                 assert quantities[level] == total, f"{side} level {level}: total {quantities[level]} != {total}"
             assert mask >> self.level_count == 0 and not mask & 1, f"{side} mask has bits off the grid"
         assert seen == set(self.orders), "the order index holds orders that are not queued"
-        by_user = {oid: o for user_orders in self.orders_by_user.values() for oid, o in user_orders.items()}
-        assert by_user == self.orders, "the per-user index differs from the order index"
-        assert all(self.orders_by_user.values()), "an empty per-user index is kept"
-        assert all(o.user_id == u for u, uo in self.orders_by_user.items() for o in uo.values()), "misfiled order"
+        live = {o.order_id: o for user_orders in self.orders_by_user.values() for o in user_orders if o.remaining}
+        assert live == self.orders, "the per-user lists differ from the order index"
+        for user_id, user_orders in self.orders_by_user.items():
+            assert all(o.user_id == user_id for o in user_orders), f"an order misfiled under user {user_id}"
+            ids = [o.order_id for o in user_orders]
+            assert ids == sorted(ids), f"user {user_id}'s orders out of arrival order"
         best_bid, best_ask = self.best_bid_level(), self.best_ask_level()
         assert not (best_bid and best_ask and best_bid >= best_ask), f"crossed book at rest: {best_bid} >= {best_ask}"

@@ -251,7 +251,13 @@ class Exchange:
         if not 1 <= quantity <= QUANTITY_MAX:
             return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
 
-        if time_in_force == "gtc" and len(market.book.orders_by_user.get(user_id, ())) >= OPEN_ORDERS_PER_USER_MAX:
+        user_orders = market.book.orders_by_user.get(user_id)
+        if (
+            time_in_force == "gtc"
+            and user_orders is not None
+            and len(user_orders) >= OPEN_ORDERS_PER_USER_MAX
+            and len(market.book.open_orders_of(user_id)) >= OPEN_ORDERS_PER_USER_MAX
+        ):
             return _reject(
                 command, "too_many_open_orders", f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market"
             )
@@ -397,7 +403,7 @@ class Exchange:
             return [
                 OrderRejected(user_id=command.user_id, market_id=command.market_id, code="not_found", message="unknown market")
             ]
-        mine = list(market.book.orders_by_user.get(command.user_id, {}).values())  # by order id
+        mine = market.book.open_orders_of(command.user_id)  # by order id
         events: list[Event] = []
         for order in mine:
             self._cancel_resting(market, order, "user", events)
@@ -487,6 +493,7 @@ class Exchange:
         book = market.book
         tick = book.tick
         market_id = market.market_id
+        orders = book.orders
         taker_is_bid = kind < ASK_KIND_MIN
         taker_is_buy = KIND_IS_BUY[kind]
         taker_in_yes_terms = KIND_IN_YES_TERMS[kind]
@@ -598,7 +605,7 @@ class Exchange:
                     break
                 # The maker filled: it leaves from the head of its level.
                 maker.remaining = 0
-                book.unindex(maker)
+                del orders[maker.order_id]
                 heads[level] = following
                 if following is None:
                     tails[level] = None
