@@ -463,7 +463,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--gc", default="default,tuned", help="GC modes: default,tuned,off")
     parser.add_argument(
         "--tuned-threshold",
-        default="100000,50,1000",
+        default="10000,10,100",
         help="gc.set_threshold for the tuned mode (after gc.freeze())",
     )
     parser.add_argument(

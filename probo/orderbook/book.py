@@ -11,21 +11,24 @@ found in O(1) whatever the tick.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Final
 
 from probo.orderbook.accounts import Account, Position
 from probo.orderbook.types import CONTRACT_PAYOUT, Outcome, Side
 
 # Order kinds. Bids are the kinds below ASK_KIND_MIN.
-BUY_YES = 0
-SELL_NO = 1
-SELL_YES = 2
-BUY_NO = 3
-ASK_KIND_MIN = 2
-USER_LIST_COMPACT_MIN = 16
+BUY_YES: Final = 0
+SELL_NO: Final = 1
+SELL_YES: Final = 2
+BUY_NO: Final = 3
+ASK_KIND_MIN: Final = 2
+USER_LIST_COMPACT_MIN: Final = 16
 
-KIND_OUTCOME: tuple[Outcome, ...] = ("yes", "no", "yes", "no")
-KIND_SIDE: tuple[Side, ...] = ("buy", "sell", "sell", "buy")
-KIND_IS_BUY = (True, False, False, True)
+KIND_OUTCOME: Final[tuple[Outcome, Outcome, Outcome, Outcome]] = ("yes", "no", "yes", "no")
+KIND_SIDE: Final[tuple[Side, Side, Side, Side]] = ("buy", "sell", "sell", "buy")
+KIND_IS_BUY: Final = (True, False, False, True)
+# Module constants are Final so the compiled core reads them as C statics, not dict lookups.
+PAYOUT: Final = CONTRACT_PAYOUT
 
 
 def order_kind(outcome: str, side: str) -> int:

@@ -8,6 +8,8 @@ states every rule this module follows.
 
 from __future__ import annotations
 
+from typing import Final
+
 from probo.orderbook.accounts import Account, Position
 from probo.orderbook.book import (
     ASK_KIND_MIN,
@@ -16,6 +18,7 @@ from probo.orderbook.book import (
     KIND_IS_BUY,
     KIND_OUTCOME,
     KIND_SIDE,
+    PAYOUT,
     SELL_NO,
     SELL_YES,
     Book,
@@ -23,7 +26,6 @@ from probo.orderbook.book import (
 )
 from probo.orderbook.settlement import BASIS_POINTS, YES_VALUE, compute_settlement
 from probo.orderbook.types import (
-    CONTRACT_PAYOUT,
     QUANTITY_MAX,
     TICK_DEFAULT,
     CancelAll,
@@ -41,14 +43,15 @@ from probo.orderbook.types import (
 )
 
 # TRADE_KIND[bid kind][ask kind - ASK_KIND_MIN], per the SPEC §6 table.
-TRADE_KIND = (("transfer", "mint"), ("merge", "transfer"))
+TRADE_KIND: Final = (("transfer", "mint"), ("merge", "transfer"))
 # A named bound: it keeps every per-user walk (cancel-all, fok and market-buy
 # liquidity) short, whatever the rest of the book holds.
-OPEN_ORDERS_PER_USER_MAX = 1000
-ESCROW_PER_CONTRACT = {"transfer": 0, "mint": CONTRACT_PAYOUT, "merge": -CONTRACT_PAYOUT}
-OUTCOMES = ("yes", "no")
-SIDES = ("buy", "sell")
-TIMES_IN_FORCE = ("gtc", "ioc", "fok")
+OPEN_ORDERS_PER_USER_MAX: Final = 1000
+ORDER_QUANTITY_MAX: Final = QUANTITY_MAX
+ESCROW_PER_CONTRACT: Final = {"transfer": 0, "mint": PAYOUT, "merge": -PAYOUT}
+OUTCOMES: Final = ("yes", "no")
+SIDES: Final = ("buy", "sell")
+TIMES_IN_FORCE: Final = ("gtc", "ioc", "fok")
 
 
 class InvalidMarketTransition(Exception):
@@ -57,9 +60,9 @@ class InvalidMarketTransition(Exception):
 
 # Per order kind: does it price in YES terms, does it pay (buy), and which contract
 # count one filled contract moves (+1 for a buy, -1 for a sell).
-KIND_IN_YES_TERMS = (True, False, True, False)
-KIND_YES_UNIT = (1, 0, -1, 0)
-KIND_NO_UNIT = (0, -1, 0, 1)
+KIND_IN_YES_TERMS: Final = (True, False, True, False)
+KIND_YES_UNIT: Final = (1, 0, -1, 0)
+KIND_NO_UNIT: Final = (0, -1, 0, 1)
 
 
 class Market:
@@ -150,7 +153,7 @@ class Exchange:
     def open_market(self, market_id: int, tick: int = TICK_DEFAULT) -> None:
         if market_id in self.markets:
             raise ValueError(f"market {market_id} is already open")
-        if not (1 <= tick <= 100 and CONTRACT_PAYOUT % tick == 0):
+        if not (1 <= tick <= 100 and PAYOUT % tick == 0):
             raise ValueError(f"tick {tick} must divide 1000 and be between 1 and 100")
         self.markets[market_id] = Market(market_id, tick)
 
@@ -237,18 +240,18 @@ class Exchange:
             own_price = command.price
             if own_price is None or time_in_force not in TIMES_IN_FORCE:
                 return _reject(command, "validation_error", "a limit order needs a price and gtc, ioc or fok")
-            if own_price % tick or not tick <= own_price <= CONTRACT_PAYOUT - tick:
+            if own_price % tick or not tick <= own_price <= PAYOUT - tick:
                 return _reject(
-                    command, "invalid_price", f"price must be a multiple of {tick} in [{tick}, {CONTRACT_PAYOUT - tick}]"
+                    command, "invalid_price", f"price must be a multiple of {tick} in [{tick}, {PAYOUT - tick}]"
                 )
         elif order_type == "market":
             if command.price is not None or time_in_force != "ioc":
                 return _reject(command, "validation_error", "a market order has no price and is ioc")
-            own_price = CONTRACT_PAYOUT - tick if is_buy else tick
+            own_price = PAYOUT - tick if is_buy else tick
         else:
             return _reject(command, "validation_error", "type must be limit or market")
         quantity = command.quantity
-        if not 1 <= quantity <= QUANTITY_MAX:
+        if not 1 <= quantity <= ORDER_QUANTITY_MAX:
             return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
 
         user_orders = market.book.orders_by_user.get(user_id)
@@ -320,7 +323,7 @@ class Exchange:
                 locked_contracts,
             )
         ]
-        yes_limit = own_price if KIND_IN_YES_TERMS[kind] else CONTRACT_PAYOUT - own_price
+        yes_limit = own_price if KIND_IN_YES_TERMS[kind] else PAYOUT - own_price
 
         # Matching: only when the opposite side's best price is within the limit.
         book = market.book
@@ -432,7 +435,7 @@ class Exchange:
                 continue  # only the user's own orders: canceled when met, never bought
             liquidity = True
             price = level * book.tick
-            unit = price if buys_yes else CONTRACT_PAYOUT - price
+            unit = price if buys_yes else PAYOUT - price
             take = min(others, quantity - got, (available - cost) // unit)
             if take <= 0:
                 break  # later levels cost more
@@ -506,7 +509,8 @@ class Exchange:
         else:
             heads, tails, quantities = book.bid_head, book.bid_tail, book.bid_quantity
         limit_level = yes_limit // tick
-        cash_total = yes_total = no_total = 0
+        cash_total = yes_total = no_total = escrow_total = 0
+        trade_id = self.last_trade_id
         trade_kind: TradeKind
         while remaining:
             if taker_is_bid:
@@ -537,7 +541,7 @@ class Exchange:
                 yes_price = maker.price
                 maker_kind = maker.kind
                 # The taker's side of the trade.
-                own = yes_price if taker_in_yes_terms else CONTRACT_PAYOUT - yes_price
+                own = yes_price if taker_in_yes_terms else PAYOUT - yes_price
                 taker_cash = -own * quantity if taker_is_buy else own * quantity
                 taker_yes = taker_yes_unit * quantity
                 taker_no = taker_no_unit * quantity
@@ -546,7 +550,7 @@ class Exchange:
                 no_total += taker_no
                 # The maker's side: a buy pays its own price (what it locked), a sell
                 # gives up contracts it locked.
-                own = yes_price if KIND_IN_YES_TERMS[maker_kind] else CONTRACT_PAYOUT - yes_price
+                own = yes_price if KIND_IN_YES_TERMS[maker_kind] else PAYOUT - yes_price
                 maker_yes = KIND_YES_UNIT[maker_kind] * quantity
                 maker_no = KIND_NO_UNIT[maker_kind] * quantity
                 maker_account = maker.account
@@ -558,7 +562,7 @@ class Exchange:
                     maker_account.cash += maker_cash
                     maker_account.locked += maker_cash
                     if taker_is_buy:
-                        trade_kind, escrow_delta = "mint", CONTRACT_PAYOUT * quantity
+                        trade_kind, escrow_delta = "mint", PAYOUT * quantity
                     else:
                         trade_kind, escrow_delta = "transfer", 0
                 else:
@@ -569,10 +573,9 @@ class Exchange:
                     if taker_is_buy:
                         trade_kind, escrow_delta = "transfer", 0
                     else:
-                        trade_kind, escrow_delta = "merge", -CONTRACT_PAYOUT * quantity
-                market.escrow += escrow_delta
-                trade_id = self.last_trade_id + 1
-                self.last_trade_id = trade_id
+                        trade_kind, escrow_delta = "merge", -PAYOUT * quantity
+                escrow_total += escrow_delta
+                trade_id += 1
                 events.append(
                     TradeExecuted(
                         trade_id,
@@ -617,6 +620,8 @@ class Exchange:
                     following.prev = None
                 maker.next = None
                 maker = following
+        self.last_trade_id = trade_id
+        market.escrow += escrow_total
         if cash_total or yes_total or no_total:
             account.cash += cash_total
             position.yes += yes_total
@@ -690,7 +695,7 @@ class Exchange:
             sellers = {user_id for user_id, _ in contracts_locked}
             assert sellers <= set(market.positions), f"market {market.market_id}: sells without positions"
             assert yes_total == no_total, f"market {market.market_id}: YES {yes_total} != NO {no_total} outstanding"
-            assert market.escrow == CONTRACT_PAYOUT * yes_total, (
+            assert market.escrow == PAYOUT * yes_total, (
                 f"market {market.market_id}: escrow {market.escrow} != 1000 x {yes_total} YES outstanding"
             )
             if market.status in ("closed", "resolved"):
