@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import gc
 import os
+import pickle
 import platform
 import random
 import sys
@@ -454,6 +455,35 @@ def _machine() -> str:
     return f"{platform.machine()}, nproc {nproc}, {model}".rstrip(", ")
 
 
+def _run_isolated(engine: str, flow: Flow, mode: str, tuned: tuple[int, ...]) -> Result:
+    """Run one engine in a child forked now: it shares the flow (copy on write) but none
+    of the garbage earlier runs left (lightmatchingengine keeps every order it ever saw)."""
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.close(read_fd)
+        status = 0
+        try:
+            r = RUNNERS[engine](flow, mode, tuned)
+            payload = pickle.dumps((r.engine, r.gc_mode, r.n, r.wall_ns, r.lat.tobytes(), r.check))
+        except BaseException as exc:  # report it to the parent, whatever it is
+            payload = pickle.dumps(repr(exc))
+            status = 1
+        with os.fdopen(write_fd, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(status)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as pipe:
+        data = pickle.loads(pipe.read())
+    _, status = os.waitpid(pid, 0)
+    if status != 0 or isinstance(data, str):
+        raise RuntimeError(f"{engine}/{mode} failed in its child: {data}")
+    name, gc_mode, n, wall_ns, lat_bytes, check = data
+    lat = array("q")
+    lat.frombytes(lat_bytes)
+    return Result(name, gc_mode, n, wall_ns, lat, check)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.engine", description=__doc__.split("\n\n")[0]
@@ -479,6 +509,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument(
         "--check", action="store_true", help="only check probo command by command against the flow"
+    )
+    parser.add_argument(
+        "--no-isolate",
+        action="store_true",
+        help="run every engine in this process (default: each run in a child forked after the flow "
+        "is built, so no engine runs on a heap another one filled)",
     )
     args = parser.parse_args(argv)
     engines = [e for e in args.only.split(",") if e]
@@ -530,7 +566,10 @@ def main(argv: list[str] | None = None) -> None:
     results: list[Result] = []
     for mode in modes:
         for engine in engines:
-            r = RUNNERS[engine](flow, mode, tuned)
+            if args.no_isolate:
+                r = RUNNERS[engine](flow, mode, tuned)
+            else:
+                r = _run_isolated(engine, flow, mode, tuned)
             results.append(r)
             p50, p99, p999, mx = _summary(r.lat)
             print(
