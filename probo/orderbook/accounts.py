@@ -16,12 +16,18 @@ class Account:
 
 
 class Position:
-    """A user's contracts in one market, and how many of them open sells hold."""
+    """A user's contracts in one market, how many of them open sells hold, and the
+    user's orders resting in that market.
 
-    __slots__ = ("yes", "no", "yes_locked", "no_locked")
+    `orders` is in arrival (= order id) order; an order that left the book (remaining
+    0) is dropped lazily (`book.live_orders`), which keeps the hot path to one append.
+    """
+
+    __slots__ = ("yes", "no", "yes_locked", "no_locked", "orders")
 
     def __init__(self) -> None:
         self.yes = 0
         self.no = 0
         self.yes_locked = 0
         self.no_locked = 0
+        self.orders: list = []

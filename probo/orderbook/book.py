@@ -75,6 +75,25 @@ class RestingOrder:
         )
 
 
+def live_orders(position: Position) -> list[RestingOrder]:
+    """The user's open orders in the position's market, by order id (compacting the list)."""
+    live = [order for order in position.orders if order.remaining]
+    if len(live) != len(position.orders):
+        position.orders = live
+    return live
+
+
+def own_quantity_by_level(position: Position | None, asks: bool, tick: int) -> dict[int, int]:
+    """The user's resting quantity per level on one side (bounded by its open orders)."""
+    quantity_by_level: dict[int, int] = {}
+    if position is not None:
+        for order in live_orders(position):
+            if (order.kind >= ASK_KIND_MIN) == asks:
+                level = order.price // tick
+                quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
+    return quantity_by_level
+
+
 class Book:
     """Levels are indexed by `price // tick`, from 1 to `1000 // tick - 1`."""
 
@@ -90,7 +109,6 @@ class Book:
         "ask_quantity",
         "ask_mask",
         "orders",
-        "orders_by_user",
     )
 
     def __init__(self, tick: int) -> None:
@@ -107,10 +125,6 @@ class Book:
         self.ask_quantity = [0] * size
         self.ask_mask = 0
         self.orders: dict[int, RestingOrder] = {}
-        # Each user's orders in arrival (= order id) order. Entries of orders that left
-        # the book (remaining 0) are dropped lazily by `open_orders_of`, which keeps the
-        # hot path to one append per order.
-        self.orders_by_user: dict[int, list[RestingOrder]] = {}
 
     # --- best prices -------------------------------------------------------------
 
@@ -129,16 +143,13 @@ class Book:
         """Append `order` at the back of its level's queue."""
         level = order.price // self.tick
         self.orders[order.order_id] = order
-        user_orders = self.orders_by_user.get(order.user_id)
-        if user_orders is None:
-            self.orders_by_user[order.user_id] = [order]
-        else:
-            user_orders.append(order)
-            size = len(user_orders)
-            # Drop entries of gone orders whenever the list reaches a power of two: O(1)
-            # amortised, and dead entries never outnumber the live ones by much.
-            if size >= USER_LIST_COMPACT_MIN and size & (size - 1) == 0:
-                self.open_orders_of(order.user_id)
+        user_orders = order.position.orders
+        user_orders.append(order)
+        size = len(user_orders)
+        # Drop entries of gone orders whenever the list reaches a power of two: O(1)
+        # amortised, and dead entries never outnumber the live ones by much.
+        if size >= USER_LIST_COMPACT_MIN and size & (size - 1) == 0:
+            live_orders(order.position)
         if order.kind < ASK_KIND_MIN:
             tail = self.bid_tail[level]
             if tail is None:
@@ -202,28 +213,6 @@ class Book:
             self.ask_quantity[level] -= quantity
 
     # --- reads -----------------------------------------------------------------
-
-    def open_orders_of(self, user_id: int) -> list[RestingOrder]:
-        """The user's open orders by order id (dropping entries of orders gone since)."""
-        user_orders = self.orders_by_user.get(user_id)
-        if user_orders is None:
-            return []
-        live = [order for order in user_orders if order.remaining]
-        if live:
-            if len(live) != len(user_orders):
-                self.orders_by_user[user_id] = live
-        else:
-            del self.orders_by_user[user_id]
-        return live
-
-    def own_quantity_by_level(self, user_id: int, asks: bool) -> dict[int, int]:
-        """The user's resting quantity per level on one side (bounded by its open orders)."""
-        quantity_by_level: dict[int, int] = {}
-        for order in self.open_orders_of(user_id):
-            if (order.kind >= ASK_KIND_MIN) == asks:
-                level = order.price // self.tick
-                quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
-        return quantity_by_level
 
     def bids(self) -> Iterator[RestingOrder]:
         """Every bid in priority order: best price first, then arrival."""
@@ -289,11 +278,5 @@ class Book:
                 assert quantities[level] == total, f"{side} level {level}: total {quantities[level]} != {total}"
             assert mask >> self.level_count == 0 and not mask & 1, f"{side} mask has bits off the grid"
         assert seen == set(self.orders), "the order index holds orders that are not queued"
-        live = {o.order_id: o for user_orders in self.orders_by_user.values() for o in user_orders if o.remaining}
-        assert live == self.orders, "the per-user lists differ from the order index"
-        for user_id, user_orders in self.orders_by_user.items():
-            assert all(o.user_id == user_id for o in user_orders), f"an order misfiled under user {user_id}"
-            ids = [o.order_id for o in user_orders]
-            assert ids == sorted(ids), f"user {user_id}'s orders out of arrival order"
         best_bid, best_ask = self.best_bid_level(), self.best_ask_level()
         assert not (best_bid and best_ask and best_bid >= best_ask), f"crossed book at rest: {best_bid} >= {best_ask}"

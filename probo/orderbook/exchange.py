@@ -23,6 +23,8 @@ from probo.orderbook.book import (
     SELL_YES,
     Book,
     RestingOrder,
+    live_orders,
+    own_quantity_by_level,
 )
 from probo.orderbook.settlement import BASIS_POINTS, YES_VALUE, compute_settlement
 from probo.orderbook.types import (
@@ -254,12 +256,13 @@ class Exchange:
         if not 1 <= quantity <= ORDER_QUANTITY_MAX:
             return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
 
-        user_orders = market.book.orders_by_user.get(user_id)
+        positions = market.positions
+        position = positions.get(user_id)
         if (
             time_in_force == "gtc"
-            and user_orders is not None
-            and len(user_orders) >= OPEN_ORDERS_PER_USER_MAX
-            and len(market.book.open_orders_of(user_id)) >= OPEN_ORDERS_PER_USER_MAX
+            and position is not None
+            and len(position.orders) >= OPEN_ORDERS_PER_USER_MAX
+            and len(live_orders(position)) >= OPEN_ORDERS_PER_USER_MAX
         ):
             return _reject(
                 command, "too_many_open_orders", f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market"
@@ -267,15 +270,13 @@ class Exchange:
 
         # Risk hold. A refused order leaves no trace, not even an empty account.
         account = self._accounts.get(user_id)
-        positions = market.positions
-        position = positions.get(user_id)
         working = quantity
         locked_cash = locked_contracts = 0
         is_market_order = order_type == "market"
         if is_buy:
             available = account.cash - account.locked if account is not None else 0
             if is_market_order:
-                working, locked_cash, liquidity = self._affordable(market.book, kind, user_id, quantity, available)
+                working, locked_cash, liquidity = self._affordable(market.book, kind, position, quantity, available)
                 if working == 0 and liquidity:
                     return _reject(command, "insufficient_funds", "available funds do not buy one contract")
             else:
@@ -335,7 +336,7 @@ class Exchange:
             crosses = mask != 0 and mask.bit_length() - 1 >= yes_limit // tick
         if not crosses:
             remaining = working
-        elif time_in_force == "fok" and self._fillable(book, kind, user_id, yes_limit, quantity) < quantity:
+        elif time_in_force == "fok" and self._fillable(book, kind, position, yes_limit, quantity) < quantity:
             remaining = working
         else:
             remaining = self._match(
@@ -406,7 +407,8 @@ class Exchange:
             return [
                 OrderRejected(user_id=command.user_id, market_id=command.market_id, code="not_found", message="unknown market")
             ]
-        mine = market.book.open_orders_of(command.user_id)  # by order id
+        position = market.positions.get(command.user_id)
+        mine = live_orders(position) if position is not None else []  # by order id
         events: list[Event] = []
         for order in mine:
             self._cancel_resting(market, order, "user", events)
@@ -414,11 +416,14 @@ class Exchange:
 
     # --- the pipeline's parts ----------------------------------------------------------
 
-    def _affordable(self, book: Book, kind: int, user_id: int, quantity: int, available: int) -> tuple[int, int, bool]:
+    @staticmethod
+    def _affordable(
+        book: Book, kind: int, position: Position | None, quantity: int, available: int
+    ) -> tuple[int, int, bool]:
         """A market buy's (quantity, exact cost) within `available`, taking other users'
         resting quantity level by level, best first; and whether any such liquidity exists."""
         buys_yes = kind == BUY_YES
-        own = book.own_quantity_by_level(user_id, asks=buys_yes)
+        own = own_quantity_by_level(position, buys_yes, book.tick)
         levels = book.ask_quantity if buys_yes else book.bid_quantity
         mask = book.ask_mask if buys_yes else book.bid_mask
         got = cost = 0
@@ -446,11 +451,11 @@ class Exchange:
         return got, cost, liquidity
 
     @staticmethod
-    def _fillable(book: Book, kind: int, user_id: int, yes_limit: int, quantity: int) -> int:
+    def _fillable(book: Book, kind: int, position: Position | None, yes_limit: int, quantity: int) -> int:
         """Other users' quantity a fok could take at once, counted up to `quantity`:
         level totals within the limit, less the user's own orders there."""
         taker_is_bid = kind < ASK_KIND_MIN
-        own = book.own_quantity_by_level(user_id, asks=taker_is_bid)
+        own = own_quantity_by_level(position, taker_is_bid, book.tick)
         limit_level = yes_limit // book.tick
         total = 0
         if taker_is_bid:
@@ -678,6 +683,12 @@ class Exchange:
                 else:
                     key = (order.user_id, order.kind)
                     contracts_locked[key] = contracts_locked.get(key, 0) + order.remaining
+            listed = {o.order_id: o for p in market.positions.values() for o in p.orders if o.remaining}
+            assert listed == book.orders, f"market {market.market_id}: per-user order lists differ from the book"
+            for user_id, position in market.positions.items():
+                ids = [o.order_id for o in position.orders]
+                assert ids == sorted(ids), f"user {user_id}'s orders out of arrival order"
+                assert all(o.user_id == user_id for o in position.orders), f"an order misfiled under user {user_id}"
             yes_total = no_total = 0
             for user_id, position in market.positions.items():
                 assert position.yes_locked == contracts_locked.get((user_id, SELL_YES), 0), (
