@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 ADMIN_PHONE = "+919000000001"
 EMBEDDED_TEST_DIR = ROOT / ".probo" / "test-servers"
 SERVER_START_POLLS_MAX = 1000
+CLIENT_KEEPALIVE_S = 2.0
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -171,7 +172,12 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     Real HTTP over TCP, and the app's state stays reachable from the test.
     """
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False)
+    # The client drops idle connections well before the server would: with equal
+    # keep-alive timeouts (httpx's and uvicorn's default 5 s) a request can race the
+    # server's close and fail with ReadError.
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=60
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     for _ in range(SERVER_START_POLLS_MAX):
@@ -183,7 +189,8 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         await task
         raise RuntimeError("test server did not start")
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as http:
+        limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_S)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits) as http:
             yield http
     finally:
         server.should_exit = True
