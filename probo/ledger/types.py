@@ -1,4 +1,6 @@
-"""Ledger vocabulary: account kinds, the fixed platform accounts, transfer kinds."""
+"""Ledger vocabulary: the fixed platform accounts, transfers, and the refusal of an overdraft.
+
+Account and transfer kinds are enumerated by schema.sql CHECK constraints."""
 
 from __future__ import annotations
 
@@ -8,11 +10,6 @@ import msgspec
 PLATFORM_BONUS_ACCOUNT_ID = 1
 PLATFORM_BANK_ACCOUNT_ID = 2
 PLATFORM_FEES_ACCOUNT_ID = 3
-
-ACCOUNT_KINDS = ("user_cash", "market_escrow", "platform_bonus", "platform_bank", "platform_fees")
-TRANSFER_KINDS = ("signup_bonus", "referral_bonus", "deposit", "withdrawal", "trade", "payout", "fee")
-# Accounts whose balance may never go below zero (SPEC §3 invariant 3).
-NON_NEGATIVE_KINDS = ("user_cash", "market_escrow")
 
 
 class Transfer(msgspec.Struct, frozen=True):

@@ -31,12 +31,6 @@ KIND_IS_BUY: Final = (True, False, False, True)
 PAYOUT: Final = CONTRACT_PAYOUT
 
 
-def order_kind(outcome: str, side: str) -> int:
-    if outcome == "yes":
-        return BUY_YES if side == "buy" else SELL_YES
-    return BUY_NO if side == "buy" else SELL_NO
-
-
 def yes_price_of(kind: int, own_price: int) -> int:
     """The book price of an order priced `own_price` in its own outcome's terms."""
     return own_price if kind == BUY_YES or kind == SELL_YES else CONTRACT_PAYOUT - own_price

@@ -64,7 +64,3 @@ class Engine:
     def forget_applied(self, transfer_ids: list[int]) -> None:
         """Their outbox rows are gone, so nothing can offer these credits again."""
         self._applied_transfer_ids.difference_update(transfer_ids)
-
-    @property
-    def applied_pending_count(self) -> int:
-        return len(self._applied_transfer_ids)

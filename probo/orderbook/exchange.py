@@ -44,15 +44,10 @@ from probo.orderbook.types import (
     TradeKind,
 )
 
-# TRADE_KIND[bid kind][ask kind - ASK_KIND_MIN], per the SPEC §6 table.
-TRADE_KIND: Final = (("transfer", "mint"), ("merge", "transfer"))
 # A named bound: it keeps every per-user walk (cancel-all, fok and market-buy
 # liquidity) short, whatever the rest of the book holds.
 OPEN_ORDERS_PER_USER_MAX: Final = 1000
 ORDER_QUANTITY_MAX: Final = QUANTITY_MAX
-ESCROW_PER_CONTRACT: Final = {"transfer": 0, "mint": PAYOUT, "merge": -PAYOUT}
-OUTCOMES: Final = ("yes", "no")
-SIDES: Final = ("buy", "sell")
 TIMES_IN_FORCE: Final = ("gtc", "ioc", "fok")
 
 
