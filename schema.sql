@@ -37,8 +37,67 @@ CREATE TABLE IF NOT EXISTS positions (
     market_id       bigint NOT NULL REFERENCES markets (id),
     yes_quantity    bigint NOT NULL DEFAULT 0 CHECK (yes_quantity >= 0),
     no_quantity     bigint NOT NULL DEFAULT 0 CHECK (no_quantity >= 0),
+    -- Average-cost basis of the contracts held, and profit realised by selling or
+    -- merging (all paise). Maintained by the ledger writer, trade by trade.
+    yes_cost        bigint NOT NULL DEFAULT 0 CHECK (yes_cost >= 0),
+    no_cost         bigint NOT NULL DEFAULT 0 CHECK (no_cost >= 0),
+    realized_pnl    bigint NOT NULL DEFAULT 0,
     PRIMARY KEY (user_id, market_id)
 );
+ALTER TABLE positions ADD COLUMN IF NOT EXISTS yes_cost bigint NOT NULL DEFAULT 0;
+ALTER TABLE positions ADD COLUMN IF NOT EXISTS no_cost bigint NOT NULL DEFAULT 0;
+ALTER TABLE positions ADD COLUMN IF NOT EXISTS realized_pnl bigint NOT NULL DEFAULT 0;
+CREATE INDEX IF NOT EXISTS positions_market_idx ON positions (market_id);
+
+-- Orders and trades. Ids are assigned by the engine in arrival order, so within a
+-- price level the order id is the time priority recovery restores. Written only by
+-- the ledger writer.
+CREATE TABLE IF NOT EXISTS orders (
+    id                  bigint PRIMARY KEY,
+    user_id             bigint NOT NULL REFERENCES users (id),
+    market_id           bigint NOT NULL REFERENCES markets (id),
+    outcome             text NOT NULL CHECK (outcome IN ('yes', 'no')),
+    side                text NOT NULL CHECK (side IN ('buy', 'sell')),
+    type                text NOT NULL CHECK (type IN ('limit', 'market')),
+    time_in_force       text NOT NULL CHECK (time_in_force IN ('gtc', 'ioc', 'fok')),
+    price               integer CHECK (price BETWEEN 1 AND 999),  -- own outcome terms; NULL for market orders
+    quantity            integer NOT NULL CHECK (quantity BETWEEN 1 AND 100000),
+    filled_quantity     integer NOT NULL DEFAULT 0,
+    cost                bigint NOT NULL DEFAULT 0,  -- sum of fills' price x quantity, own terms
+    status              text NOT NULL CHECK (status IN ('open', 'filled', 'canceled')),
+    cancel_reason       text,
+    client_order_id     text,
+    created_at          timestamptz NOT NULL,
+    updated_at          timestamptz NOT NULL,
+    CHECK (filled_quantity BETWEEN 0 AND quantity),
+    CHECK ((status = 'filled') = (filled_quantity = quantity))
+);
+CREATE UNIQUE INDEX IF NOT EXISTS orders_client_id_idx ON orders (user_id, client_order_id)
+    WHERE client_order_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS orders_user_idx ON orders (user_id, id DESC);
+CREATE INDEX IF NOT EXISTS orders_open_idx ON orders (market_id, id) WHERE status = 'open';
+
+CREATE TABLE IF NOT EXISTS trades (
+    id                  bigint PRIMARY KEY,
+    market_id           bigint NOT NULL REFERENCES markets (id),
+    kind                text NOT NULL CHECK (kind IN ('transfer', 'mint', 'merge')),
+    yes_price           integer NOT NULL CHECK (yes_price BETWEEN 1 AND 999),
+    quantity            integer NOT NULL CHECK (quantity > 0),
+    taker_order_id      bigint NOT NULL,
+    taker_user_id       bigint NOT NULL,
+    taker_outcome       text NOT NULL,
+    taker_side          text NOT NULL,
+    maker_order_id      bigint NOT NULL,
+    maker_user_id       bigint NOT NULL,
+    maker_outcome       text NOT NULL,
+    maker_side          text NOT NULL,
+    created_at          timestamptz NOT NULL
+);
+CREATE INDEX IF NOT EXISTS trades_market_idx ON trades (market_id, id DESC);
+CREATE INDEX IF NOT EXISTS trades_taker_idx ON trades (taker_user_id, id DESC);
+CREATE INDEX IF NOT EXISTS trades_maker_idx ON trades (maker_user_id, id DESC);
+CREATE INDEX IF NOT EXISTS trades_taker_order_idx ON trades (taker_order_id);
+CREATE INDEX IF NOT EXISTS trades_maker_order_idx ON trades (maker_order_id);
 
 -- Ledger: accounts and append-only double-entry transfers ------------------------
 
@@ -130,6 +189,18 @@ CREATE TABLE IF NOT EXISTS deposits (
     completed_at        timestamptz,
     UNIQUE (user_id, idempotency_key),
     CHECK ((status = 'succeeded') = (transfer_id IS NOT NULL))
+);
+
+-- Withdrawals are decided by the engine (it knows the locks) and written by the
+-- ledger writer with their transfer; the id is the engine's.
+CREATE TABLE IF NOT EXISTS withdrawals (
+    id                  bigint PRIMARY KEY,
+    user_id             bigint NOT NULL REFERENCES users (id),
+    idempotency_key     text NOT NULL,
+    amount              bigint NOT NULL CHECK (amount > 0),
+    status              text NOT NULL CHECK (status IN ('completed')),
+    created_at          timestamptz NOT NULL,
+    UNIQUE (user_id, idempotency_key)
 );
 
 -- KYC -----------------------------------------------------------------------------

@@ -11,16 +11,18 @@ from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
 from loguru import logger
 
-from probo import auth, health, kyc, referral, wallet
+from probo import auth, health, kyc, markets, referral, trading, wallet
 from probo.bodies import check_body_strictly
 from probo.config import Settings
 from probo.db import create_pool, migrate
 from probo.errors import exception_handlers
+from probo.ledger import LedgerWriter
 from probo.observability import request_context_middleware
 from probo.orderbook import Engine, EngineMirror
 from probo.redis_store import connect_redis
 
 VERSION = "0.1.0"
+SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger writer
 
 
 async def _before_request(request: Request) -> None:
@@ -35,7 +37,9 @@ def create_app(
     sms: auth.SmsProvider | None = None,
 ) -> Litestar:
     """The HTTP application. `gateway` and `sms` replace the configured ones (tests)."""
-    assert settings.database_url and settings.redis_url, "resolve embedded servers before create_app"
+    assert settings.database_url and settings.redis_url, (
+        "resolve embedded servers before create_app"
+    )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
@@ -56,7 +60,13 @@ def create_app(
             async with pool.acquire() as conn:
                 await migrate(conn)
             engine = Engine()
+            writer = LedgerWriter(pool)
             await engine.recover(pool)
+            async with pool.acquire() as conn:
+                await writer.load(conn)
+            engine.attach(writer)
+            background.append(asyncio.create_task(writer.run(), name="ledger-writer"))
+            engine.start()
             mirror = EngineMirror(
                 engine,
                 pool,
@@ -67,11 +77,21 @@ def create_app(
             revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
             await revocations.load()  # before ready: a restart never forgets a logout
             wallet_service = wallet.WalletService(
-                settings=settings, pool=pool, engine=engine, mirror=mirror, gateway=gateway or wallet.SimulatedGateway()
+                settings=settings,
+                pool=pool,
+                engine=engine,
+                mirror=mirror,
+                gateway=gateway or wallet.SimulatedGateway(),
+                writer=writer,
             )
             state.pool = pool
             state.redis = redis
             state.engine = engine
+            state.writer = writer
+            state.trading = trading.TradingService(settings=settings, pool=pool, engine=engine)
+            state.markets = markets.MarketService(
+                pool=pool, engine=engine, writer=writer, ack_timeout_ms=settings.ack_timeout_ms
+            )
             state.mirror = mirror
             state.wallet = wallet_service
             state.kyc = kyc.KycService(pool)
@@ -87,12 +107,19 @@ def create_app(
                 kyc_status_of=kyc.kyc_status_of,
             )
             background.append(asyncio.create_task(revocations.listen(), name="revocations"))
-            background.append(asyncio.create_task(mirror.run_reconciler(), name="credit-reconciler"))
+            background.append(
+                asyncio.create_task(mirror.run_reconciler(), name="credit-reconciler")
+            )
             state.started = True
             logger.info("probo ready on {}:{} ({})", settings.host, settings.port, settings.env)
             yield
             state.started = False
             await mirror.drain()
+            if not await writer.drain(SHUTDOWN_DRAIN_S):
+                logger.error(
+                    "stopping with {} unwritten ledger entries (never acknowledged)", writer.backlog
+                )
+            await engine.stop()
         finally:
             for task in background:
                 task.cancel()
@@ -108,12 +135,16 @@ def create_app(
             *wallet.route_handlers,
             *kyc.route_handlers,
             *referral.route_handlers,
+            *trading.route_handlers,
+            *markets.route_handlers,
         ],
         dependencies={
             **auth.dependencies,
             **wallet.dependencies,
             **kyc.dependencies,
             **referral.dependencies,
+            **trading.dependencies,
+            **markets.dependencies,
         },
         lifespan=[lifespan],
         before_request=_before_request,

@@ -37,7 +37,9 @@ async def _ensure_database(admin_url: str, name: str) -> None:
         await conn.close()
 
 
-def resolve_servers(settings: Settings, stack: ExitStack, *, own_reused: bool, redis: bool = True) -> Settings:
+def resolve_servers(
+    settings: Settings, stack: ExitStack, *, own_reused: bool, redis: bool = True
+) -> Settings:
     """Settings with database and Redis URLs, starting embedded servers where none is set.
 
     Servers started here stop when `stack` closes; so do ones found already running

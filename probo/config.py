@@ -58,6 +58,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     referral_bonus: int = 1000
     deposit_amount_min: int = 100
     deposit_amount_max: int = 10_000_000
+    withdrawal_amount_min: int = 100
 
     order_rate_limit: int = 50
     ack_timeout_ms: int = 5000
@@ -169,7 +170,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     if (raw := env.get("PROBO_DATA_DIR")) is not None and raw.strip():
         values["data_dir"] = Path(raw.strip())
     data_dir = values.get("data_dir", Path("./.probo"))
-    values["sms_outbox"] = Path(env.get("PROBO_SMS_OUTBOX") or Path(str(data_dir)) / "sms-outbox.jsonl")
+    values["sms_outbox"] = Path(
+        env.get("PROBO_SMS_OUTBOX") or Path(str(data_dir)) / "sms-outbox.jsonl"
+    )
     if (raw := env.get("PROBO_ADMIN_PHONES")) is not None:
         values["admin_phones"] = _normalise_admin_phones(raw)
     if (raw := env.get("PROBO_ALLOWED_ORIGINS")) is not None:
@@ -179,7 +182,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             interval_s = float(raw)
         except ValueError:
             raise ConfigError("PROBO_ENGINE_RECONCILE_INTERVAL_S must be a number") from None
-        if not RECONCILE_INTERVAL_MIN_S <= interval_s <= RECONCILE_INTERVAL_MAX_S:  # also refuses nan
+        if (
+            not RECONCILE_INTERVAL_MIN_S <= interval_s <= RECONCILE_INTERVAL_MAX_S
+        ):  # also refuses nan
             raise ConfigError(
                 f"PROBO_ENGINE_RECONCILE_INTERVAL_S must be between {RECONCILE_INTERVAL_MIN_S} and {RECONCILE_INTERVAL_MAX_S}"
             )
@@ -194,7 +199,9 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
 def prod_warnings(settings: Settings) -> list[str]:
     """Allowed but doubtful in production; logged at start."""
     if settings.env == "prod" and settings.sms_provider != "twilio":
-        return [f"PROBO_SMS_PROVIDER={settings.sms_provider} writes OTPs to a file or the log; use twilio in prod"]
+        return [
+            f"PROBO_SMS_PROVIDER={settings.sms_provider} writes OTPs to a file or the log; use twilio in prod"
+        ]
     return []
 
 

@@ -160,7 +160,9 @@ def _prepare_dir(data_dir: Path) -> Path:
 class EmbeddedPostgres:
     """A running embedded Postgres; `url` reaches database "postgres" as superuser "postgres"."""
 
-    def __init__(self, url: str, pgdata: Path, system_user: str | None, pid: int, *, reused: bool) -> None:
+    def __init__(
+        self, url: str, pgdata: Path, system_user: str | None, pid: int, *, reused: bool
+    ) -> None:
         self.url = url
         # True when the server was already running (another process started it).
         self.reused = reused

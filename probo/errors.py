@@ -67,7 +67,9 @@ def unavailable(message: str, retry_after_s: int | None = None) -> ApiError:
 
 
 def rate_limited(retry_after_s: int, message: str = "too many requests") -> ApiError:
-    return ApiError(429, "rate_limited", message, headers={"Retry-After": str(max(1, retry_after_s))})
+    return ApiError(
+        429, "rate_limited", message, headers={"Retry-After": str(max(1, retry_after_s))}
+    )
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -131,22 +133,35 @@ def _http_handler(_: Request, exc: HTTPException) -> Response[dict[str, Any]]:
     if status_code >= 500:
         logger.opt(exception=exc).error("server error {}", status_code)
         code = "unavailable" if status_code == 503 else "internal_error"
-        return _response(status_code, code, "internal error" if code == "internal_error" else str(exc.detail))
+        return _response(
+            status_code, code, "internal error" if code == "internal_error" else str(exc.detail)
+        )
     code = _CODE_BY_STATUS.get(status_code, "bad_request")
     headers = dict(exc.headers) if exc.headers else None
     return _response(status_code, code, str(exc.detail or code), headers)
 
 
 def _database_unavailable_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
-    logger.warning("database unavailable on {} {}: {}", request.method, request.url.path, type(exc).__name__)
-    return _response(503, "unavailable", "the service is temporarily unavailable; retry shortly", {"Retry-After": "2"})
+    logger.warning(
+        "database unavailable on {} {}: {}", request.method, request.url.path, type(exc).__name__
+    )
+    return _response(
+        503,
+        "unavailable",
+        "the service is temporarily unavailable; retry shortly",
+        {"Retry-After": "2"},
+    )
 
 
 def _conflict_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     # Postgres aborted this transaction to resolve a conflict with another; nothing of
     # it was applied, so the client may simply retry.
-    logger.warning("transaction conflict on {} {}: {}", request.method, request.url.path, type(exc).__name__)
-    return _response(503, "unavailable", "a concurrent request conflicted; retry", {"Retry-After": "1"})
+    logger.warning(
+        "transaction conflict on {} {}: {}", request.method, request.url.path, type(exc).__name__
+    )
+    return _response(
+        503, "unavailable", "a concurrent request conflicted; retry", {"Retry-After": "1"}
+    )
 
 
 def _bad_text_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
@@ -154,7 +169,9 @@ def _bad_text_handler(_: Request, exc: Exception) -> Response[dict[str, Any]]:
     return _response(422, "validation_error", "text contains characters that cannot be stored")
 
 
-def _foreign_key_handler(request: Request, exc: asyncpg.ForeignKeyViolationError) -> Response[dict[str, Any]]:
+def _foreign_key_handler(
+    request: Request, exc: asyncpg.ForeignKeyViolationError
+) -> Response[dict[str, Any]]:
     # A valid token whose user is gone (a database reset) names a user no row has.
     if (exc.constraint_name or "").endswith("user_id_fkey"):
         return _response(401, "unauthorized", "this session's user no longer exists")

@@ -58,7 +58,9 @@ async def readyz(state: State) -> Response:
     postgres, redis = await asyncio.gather(_postgres_ok(state), _redis_ok(state))
     engine = state.engine.ready
     ready = postgres and engine
-    readiness = Readiness(status="ready" if ready else "unavailable", postgres=postgres, redis=redis, engine=engine)
+    readiness = Readiness(
+        status="ready" if ready else "unavailable", postgres=postgres, redis=redis, engine=engine
+    )
     if ready:
         return Response(readiness)
     body = error_body("unavailable", "not ready", {"checks": msgspec.to_builtins(readiness)})

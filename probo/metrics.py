@@ -23,6 +23,20 @@ ENGINE_MIRROR_FAILURES = Counter(
     "outside credits the engine did not take after every try (the reconciler applies them)",
 )
 DEPOSITS = Counter("probo_deposits_total", "deposits, by result", ["status"])
+ORDERS = Counter("probo_orders_total", "order commands answered, by result", ["result"])
+LEDGER_BATCH_SECONDS = Histogram(
+    "probo_ledger_batch_seconds",
+    "time to commit one ledger batch",
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+)
+LEDGER_BATCH_ENTRIES = Histogram(
+    "probo_ledger_batch_entries",
+    "commands per ledger batch",
+    buckets=(1, 4, 16, 64, 256, 1024, 4096),
+)
+LEDGER_COMMIT_FAILURES = Counter(
+    "probo_ledger_commit_failures_total", "ledger batch commits that failed and were retried"
+)
 
 
 def render() -> tuple[bytes, str]:

@@ -45,7 +45,9 @@ def configure_logging(level: str) -> None:
     logger.remove()
     # Only exception types and frames are formatted, never local variables (secrets).
     logger.add(_json_line, level=level.upper(), backtrace=False, diagnose=False)
-    logger.configure(patcher=lambda record: record["extra"].setdefault("request_id", request_id_var.get()))
+    logger.configure(
+        patcher=lambda record: record["extra"].setdefault("request_id", request_id_var.get())
+    )
 
 
 def _incoming_request_id(scope: Scope) -> str:
@@ -71,7 +73,10 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             nonlocal status_code
             if message["type"] == "http.response.start":
                 status_code = message["status"]
-                message["headers"] = [*message.get("headers", []), (REQUEST_ID_HEADER, request_id.encode())]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (REQUEST_ID_HEADER, request_id.encode()),
+                ]
             await send(message)
 
         try:
@@ -83,7 +88,9 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             metrics.HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
             metrics.HTTP_LATENCY.labels(method, route).observe(elapsed)
             if status_code >= 500:
-                logger.warning("{} {} -> {} in {:.1f} ms", method, route, status_code, elapsed * 1000)
+                logger.warning(
+                    "{} {} -> {} in {:.1f} ms", method, route, status_code, elapsed * 1000
+                )
             request_id_var.reset(token)
 
     return middleware

@@ -17,8 +17,13 @@ LIMIT_MAX = 200
 CURSOR_LENGTH_MAX = 64
 ID_MAX = 2**63 - 1
 
-Limit = Annotated[int, Parameter(ge=1, le=LIMIT_MAX, default=LIMIT_DEFAULT, description="page size")]
-Cursor = Annotated[str | None, Parameter(default=None, max_length=CURSOR_LENGTH_MAX, description="from next_cursor")]
+Limit = Annotated[
+    int, Parameter(ge=1, le=LIMIT_MAX, default=LIMIT_DEFAULT, description="page size")
+]
+Cursor = Annotated[
+    str | None,
+    Parameter(default=None, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"),
+]
 
 
 def encode_cursor(last_id: int) -> str:

@@ -77,7 +77,11 @@ def authenticate(request: Request, auth: AuthService, settings: Settings) -> Cla
         raise unauthorized("invalid or expired session token") from None
     if auth.revocations.is_revoked(claims.jti):
         raise unauthorized("this session has been logged out")
-    if via_cookie and request.method in UNSAFE_METHODS and is_foreign_origin(request, settings.allowed_origins):
+    if (
+        via_cookie
+        and request.method in UNSAFE_METHODS
+        and is_foreign_origin(request, settings.allowed_origins)
+    ):
         raise forbidden("cross-site request refused")
     return claims
 
@@ -140,9 +144,13 @@ async def request_otp(data: OtpRequest, request: Request, auth: AuthService) -> 
 
 
 @post("/api/v1/auth/verify", status_code=200, tags=["auth"], summary="Log in with the code")
-async def verify_otp(data: VerifyRequest, request: Request, auth: AuthService, state: State) -> Response[LoginResult]:
+async def verify_otp(
+    data: VerifyRequest, request: Request, auth: AuthService, state: State
+) -> Response[LoginResult]:
     result = await auth.verify(data.phone, data.otp, client_ip(request))
-    return Response(result, cookies=[_session_cookie(state.settings, result.token, auth.tokens.ttl_s)])
+    return Response(
+        result, cookies=[_session_cookie(state.settings, result.token, auth.tokens.ttl_s)]
+    )
 
 
 @post("/api/v1/auth/logout", status_code=200, tags=["auth"], summary="Revoke this session")

@@ -69,9 +69,13 @@ class OtpStore:
             raise rate_limited(ttl, "too many code requests from this address")
         if settings.otp_resend_cooldown_s > 0:
             cooldown_key = self._key("otp-cooldown", phone)
-            if not await self._redis.set(cooldown_key, 1, ex=settings.otp_resend_cooldown_s, nx=True):
+            if not await self._redis.set(
+                cooldown_key, 1, ex=settings.otp_resend_cooldown_s, nx=True
+            ):
                 wait_s = await self._redis.ttl(cooldown_key)
-                raise rate_limited(int(wait_s), "a code was sent recently; wait before asking again")
+                raise rate_limited(
+                    int(wait_s), "a code was sent recently; wait before asking again"
+                )
         count, ttl = await self._count(self._key("ratelimit", "otp-phone", phone), HOUR_S)
         if count > settings.otp_per_phone_hour_max:
             raise rate_limited(ttl, "too many codes requested for this phone; try later")

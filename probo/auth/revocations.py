@@ -102,7 +102,9 @@ class RevocationList:
             except asyncio.CancelledError:
                 raise
             except (*REDIS_UNAVAILABLE_ERRORS, *UNAVAILABLE_ERRORS) as exc:
-                logger.warning("revocation listener lost its stores ({}); retrying", type(exc).__name__)
+                logger.warning(
+                    "revocation listener lost its stores ({}); retrying", type(exc).__name__
+                )
             except Exception:
                 # A bug must not end revocation updates for the process's life.
                 logger.exception("revocation listener failed; retrying")

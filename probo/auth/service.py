@@ -73,7 +73,9 @@ class AuthService:
             except SmsError as exc:
                 logger.bind(phone=mask_phone(phone)).error("OTP SMS not sent: {}", exc)
                 await self._otp.discard(phone)
-                raise unavailable("the code could not be sent; try again shortly", retry_after_s=5) from None
+                raise unavailable(
+                    "the code could not be sent; try again shortly", retry_after_s=5
+                ) from None
         metrics.OTP_SENT.labels(self._settings.sms_provider).inc()
         return OtpSent(
             phone=phone,

@@ -162,9 +162,7 @@ class TwilioSms:
                 if response.is_success:
                     return
                 failure = _describe_error_response(response)
-                retryable = (
-                    response.status_code >= 500 or response.status_code == TOO_MANY_REQUESTS
-                )
+                retryable = response.status_code >= 500 or response.status_code == TOO_MANY_REQUESTS
             if not retryable or attempt == SEND_TRIES_MAX:
                 break
             # No recipient here: the caller logs the final outcome with the phone masked

@@ -17,7 +17,9 @@ def new_referral_code() -> str:
     return "".join(secrets.choice(REFERRAL_CODE_ALPHABET) for _ in range(REFERRAL_CODE_LENGTH))
 
 
-async def insert_user_if_new(conn: asyncpg.Connection, phone: str, role: str) -> asyncpg.Record | None:
+async def insert_user_if_new(
+    conn: asyncpg.Connection, phone: str, role: str
+) -> asyncpg.Record | None:
     """Insert a user for `phone`; None if the phone already has one."""
     for _ in range(REFERRAL_CODE_TRIES_MAX):
         try:
@@ -43,5 +45,7 @@ async def touch_login(conn: asyncpg.Connection, phone: str, role: str) -> asyncp
     )
 
 
-async def user_by_id(conn: asyncpg.Connection | asyncpg.Pool, user_id: int) -> asyncpg.Record | None:
+async def user_by_id(
+    conn: asyncpg.Connection | asyncpg.Pool, user_id: int
+) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)

@@ -30,9 +30,17 @@ class TokenIssuer:
 
     def issue(self, user_id: int, role: str) -> tuple[str, Claims]:
         now = int(time.time())
-        claims = Claims(user_id=user_id, role=role, jti=uuid.uuid4().hex, expires_at=now + self.ttl_s)
+        claims = Claims(
+            user_id=user_id, role=role, jti=uuid.uuid4().hex, expires_at=now + self.ttl_s
+        )
         token = jwt.encode(
-            {"sub": str(user_id), "jti": claims.jti, "iat": now, "exp": claims.expires_at, "role": role},
+            {
+                "sub": str(user_id),
+                "jti": claims.jti,
+                "iat": now,
+                "exp": claims.expires_at,
+                "role": role,
+            },
             self._key,
             algorithm=ALGORITHM,
         )

@@ -38,13 +38,24 @@ async def my_kyc(principal: Claims, kyc: KycService) -> KycView:
 
 @get("/api/v1/admin/kyc", tags=["admin"], summary="KYC review queue")
 async def kyc_queue(
-    admin: Claims, kyc: KycService, status: StatusFilter = None, limit: Limit = 50, cursor: Cursor = None
+    admin: Claims,
+    kyc: KycService,
+    status: StatusFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> KycAdminPage:
     return await kyc.queue(status, limit, decode_cursor(cursor))
 
 
-@post("/api/v1/admin/kyc/{kyc_id:int}/decision", status_code=200, tags=["admin"], summary="Verify or reject")
-async def decide_kyc(kyc_id: KycId, data: KycDecision, admin: Claims, kyc: KycService) -> KycAdminView:
+@post(
+    "/api/v1/admin/kyc/{kyc_id:int}/decision",
+    status_code=200,
+    tags=["admin"],
+    summary="Verify or reject",
+)
+async def decide_kyc(
+    kyc_id: KycId, data: KycDecision, admin: Claims, kyc: KycService
+) -> KycAdminView:
     return await kyc.decide(admin.user_id, kyc_id, data.decision, data.reason)
 
 

@@ -40,7 +40,9 @@ def _clean(submission: KycSubmission) -> KycSubmission:
     if not ACCOUNT_PATTERN.match(account):
         raise validation_error("bank_account must be 9 to 18 digits")
     if not NAME_PATTERN.match(name):
-        raise validation_error("name must be 1 to 100 letters, spaces, dots, hyphens or apostrophes")
+        raise validation_error(
+            "name must be 1 to 100 letters, spaces, dots, hyphens or apostrophes"
+        )
     return KycSubmission(pan=pan, name=name, bank_account=account, ifsc=ifsc)
 
 
@@ -113,7 +115,9 @@ class KycService:
 
     @staticmethod
     def _repeat_or_refuse(latest: asyncpg.Record, wanted: KycSubmission) -> tuple[KycView, bool]:
-        same = all(latest[field] == getattr(wanted, field) for field in KycSubmission.__struct_fields__)
+        same = all(
+            latest[field] == getattr(wanted, field) for field in KycSubmission.__struct_fields__
+        )
         if same and latest["status"] == "PENDING":
             return _user_view(latest), False
         raise ApiError(409, "kyc_pending", "a KYC request is already under review")
@@ -141,12 +145,16 @@ class KycService:
         rows, cursor = page(rows, limit, lambda r: r["id"])
         return KycAdminPage(items=[_admin_view(r) for r in rows], next_cursor=cursor)
 
-    async def decide(self, admin_id: int, kyc_id: int, decision: str, reason: str | None) -> KycAdminView:
+    async def decide(
+        self, admin_id: int, kyc_id: int, decision: str, reason: str | None
+    ) -> KycAdminView:
         reason = reason.strip() if reason else None
         if decision == "REJECTED" and not reason:
             raise validation_error("a rejection needs a reason")
         async with connection(self._pool) as conn, conn.transaction():
-            current = await conn.fetchval("SELECT status FROM kyc_requests WHERE id = $1 FOR UPDATE", kyc_id)
+            current = await conn.fetchval(
+                "SELECT status FROM kyc_requests WHERE id = $1 FOR UPDATE", kyc_id
+            )
             if current is None:
                 raise not_found("KYC request")
             if current != "PENDING":

@@ -15,6 +15,7 @@ from probo.ledger.types import (
     InsufficientBalance,
     Transfer,
 )
+from probo.ledger.writer import LedgerWriter
 
 __all__ = [
     "PLATFORM_BANK_ACCOUNT_ID",
@@ -22,6 +23,7 @@ __all__ = [
     "PLATFORM_FEES_ACCOUNT_ID",
     "Breach",
     "InsufficientBalance",
+    "LedgerWriter",
     "Transfer",
     "audit_url",
     "engine_breaches",

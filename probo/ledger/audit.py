@@ -37,7 +37,9 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
     async with conn.transaction(isolation="repeatable_read", readonly=True):
         total = await conn.fetchval("SELECT coalesce(sum(balance), 0) FROM accounts")
         if total != 0:
-            breaches.append(Breach("1-balances-sum-to-zero", f"account balances sum to {total}, not 0"))
+            breaches.append(
+                Breach("1-balances-sum-to-zero", f"account balances sum to {total}, not 0")
+            )
 
         rows = await _rows(
             conn,
@@ -58,7 +60,10 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
                 Breach(
                     "2-balance-equals-transfers",
                     f"{len(rows)} account(s) disagree with their transfers: "
-                    + _name_rows(rows, "account {id} ({kind}) balance {balance} vs transfers {from_transfers}"),
+                    + _name_rows(
+                        rows,
+                        "account {id} ({kind}) balance {balance} vs transfers {from_transfers}",
+                    ),
                 )
             )
 
@@ -104,7 +109,10 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
         )
         if triggers != 2:
             breaches.append(
-                Breach("append-only", "the triggers that keep transfers append-only are missing or disabled")
+                Breach(
+                    "append-only",
+                    "the triggers that keep transfers append-only are missing or disabled",
+                )
             )
     return breaches
 

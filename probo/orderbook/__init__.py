@@ -2,9 +2,11 @@
 
 from probo.orderbook.book import Book, RestingOrder
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
-from probo.orderbook.engine import Engine
+from probo.orderbook.engine import Backpressure, Engine, EventSink, WithdrawalDuplicate
+from probo.orderbook.entry import Entry
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.mirror import CreditSink, EngineMirror, record_credit
+from probo.orderbook.recovery import Recovered
 from probo.orderbook.settlement import compute_settlement
 from probo.orderbook.types import (
     CancelAll,
@@ -19,9 +21,16 @@ from probo.orderbook.types import (
     PlaceOrder,
     Settlement,
     TradeExecuted,
+    WithdrawalAccepted,
 )
 
 __all__ = [
+    "Backpressure",
+    "Entry",
+    "EventSink",
+    "Recovered",
+    "WithdrawalAccepted",
+    "WithdrawalDuplicate",
     "Book",
     "CancelAll",
     "CancelOrder",

@@ -43,10 +43,27 @@ class RestingOrder:
     without looking the owner up, which is most of a trade's cost.
     """
 
-    __slots__ = ("order_id", "user_id", "kind", "price", "remaining", "prev", "next", "account", "position")
+    __slots__ = (
+        "order_id",
+        "user_id",
+        "kind",
+        "price",
+        "remaining",
+        "prev",
+        "next",
+        "account",
+        "position",
+    )
 
     def __init__(
-        self, order_id: int, user_id: int, kind: int, price: int, remaining: int, account: Account, position: Position
+        self,
+        order_id: int,
+        user_id: int,
+        kind: int,
+        price: int,
+        remaining: int,
+        account: Account,
+        position: Position,
     ) -> None:
         self.order_id = order_id
         self.user_id = user_id
@@ -255,22 +272,38 @@ class Book:
         ):
             for level in range(self.level_count):
                 head = heads[level]
-                assert (head is not None) == bool(mask >> level & 1), f"{side} mask wrong at level {level}"
+                assert (head is not None) == bool(mask >> level & 1), (
+                    f"{side} mask wrong at level {level}"
+                )
                 total, previous, order, last_id = 0, None, head, 0
                 while order is not None:
-                    assert order.prev is previous, f"{side} level {level}: broken back link at {order}"
+                    assert order.prev is previous, (
+                        f"{side} level {level}: broken back link at {order}"
+                    )
                     assert order.price == level * self.tick, f"{order} queued at level {level}"
-                    assert (order.kind >= ASK_KIND_MIN) == (side == "ask"), f"{order} on the {side} side"
+                    assert (order.kind >= ASK_KIND_MIN) == (side == "ask"), (
+                        f"{order} on the {side} side"
+                    )
                     assert order.remaining > 0, f"{order} rests with nothing left"
-                    assert order.order_id > last_id, f"{side} level {level} out of arrival order at {order}"
-                    assert self.orders.get(order.order_id) is order, f"{order} missing from the index"
+                    assert order.order_id > last_id, (
+                        f"{side} level {level} out of arrival order at {order}"
+                    )
+                    assert self.orders.get(order.order_id) is order, (
+                        f"{order} missing from the index"
+                    )
                     assert order.order_id not in seen, f"{order} queued twice"
                     seen.add(order.order_id)
                     total += order.remaining
                     last_id, previous, order = order.order_id, order, order.next
                 assert tails[level] is previous, f"{side} level {level}: tail is not the last order"
-                assert quantities[level] == total, f"{side} level {level}: total {quantities[level]} != {total}"
-            assert mask >> self.level_count == 0 and not mask & 1, f"{side} mask has bits off the grid"
+                assert quantities[level] == total, (
+                    f"{side} level {level}: total {quantities[level]} != {total}"
+                )
+            assert mask >> self.level_count == 0 and not mask & 1, (
+                f"{side} mask has bits off the grid"
+            )
         assert seen == set(self.orders), "the order index holds orders that are not queued"
         best_bid, best_ask = self.best_bid_level(), self.best_ask_level()
-        assert not (best_bid and best_ask and best_bid >= best_ask), f"crossed book at rest: {best_bid} >= {best_ask}"
+        assert not (best_bid and best_ask and best_bid >= best_ask), (
+            f"crossed book at rest: {best_bid} >= {best_ask}"
+        )

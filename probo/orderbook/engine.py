@@ -1,50 +1,222 @@
-"""The engine's front door: readiness, start-up recovery, and outside credits.
+"""The engine's front door: recovery, one task per market, withdrawals, outside credits.
 
-It owns the `Exchange` (the pure matching core and its accounts); the per-market
-tasks and the ledger writer arrive with the order pipeline.
+Each market has a bounded queue and one asyncio task that owns its book: it takes
+commands in arrival order, runs them through the `Exchange` (pure and synchronous, so
+no check-and-lock ever interleaves with another: all markets share the accounts), and
+hands each command's events to the ledger writer as one `Entry`. The command's waiter
+is resolved by the writer after the commit, never before.
 
-Start-up recovery loads every user's cash from Postgres and, in the same snapshot,
-clears the credit outbox rows that snapshot already includes; rows committed later stay
-for the mirror's reconciler. Credits are applied at most once, keyed by transfer id.
+Start-up recovery (`recovery.py`) rebuilds everything from one Postgres snapshot; the
+engine reports ready only then. Credits are applied at most once, keyed by transfer id.
 """
 
 from __future__ import annotations
+
+import asyncio
+import gc
+from datetime import UTC, datetime
+from typing import Protocol
 
 import asyncpg
 from loguru import logger
 
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
+from probo.orderbook.entry import Entry
 from probo.orderbook.exchange import Exchange
+from probo.orderbook.recovery import Recovered, recover
+from probo.orderbook.types import (
+    CancelAll,
+    CancelOrder,
+    Event,
+    OrderDuplicate,
+    OrderRejected,
+    PlaceOrder,
+    WithdrawalAccepted,
+)
+
+MARKET_QUEUE_MAX = 10_000  # commands waiting for one market's task
+MARKET_BURST_MAX = 256  # commands one task runs before it yields to the loop
+RETRY_AFTER_S = 1
+# After recovery the loaded objects live as long as the process: freeze them out of
+# the collector's scans, and collect young objects less often.
+GC_THRESHOLD = (10_000, 10, 100)
+
+Command = PlaceOrder | CancelOrder | CancelAll
+
+
+class EventSink(Protocol):
+    """What the engine needs of the ledger writer."""
+
+    backlog_max: int
+
+    def append(self, entry: Entry) -> None: ...
+    @property
+    def backlog(self) -> int: ...
+
+
+class Backpressure(EngineUnavailable):
+    """Too much is waiting (a market's queue, or the writer's backlog): retry later."""
+
+    retry_after_s = RETRY_AFTER_S
+
+
+class WithdrawalDuplicate(Exception):
+    """The idempotency key was used before: `withdrawal_id` and its `amount`."""
+
+    def __init__(self, withdrawal_id: int, amount: int) -> None:
+        super().__init__(withdrawal_id)
+        self.withdrawal_id = withdrawal_id
+        self.amount = amount
+
+
+class _NullSink:
+    """Until the writer is attached (tests of the core path, recovery)."""
+
+    backlog_max = 0
+    backlog = 0
+
+    def append(self, entry: Entry) -> None:
+        if entry.waiter is not None and not entry.waiter.done():
+            entry.waiter.set_result(entry)
 
 
 class Engine:
-    def __init__(self) -> None:
+    def __init__(self, sink: EventSink | None = None) -> None:
         self.exchange = Exchange()
         self.ready = False
+        self._sink: EventSink = sink or _NullSink()
+        self._queues: dict[int, asyncio.Queue[tuple[Command, asyncio.Future[Entry]]]] = {}
+        self._tasks: dict[int, asyncio.Task[None]] = {}
+        self.seq: dict[int, int] = {}  # per market: book-changing commands so far
+        self._withdrawals: dict[tuple[int, str], tuple[int, int]] = {}
+        self.last_withdrawal_id = 0
         # Credits applied whose outbox row may still exist; emptied as rows are cleared.
         self._applied_transfer_ids: set[int] = set()
 
-    async def recover(self, pool: asyncpg.Pool) -> None:
-        async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            users = await conn.fetch("SELECT id FROM users")
-            cash = await conn.fetch("SELECT user_id, balance FROM accounts WHERE kind = 'user_cash'")
-            # Under repeatable read this deletes only rows this snapshot can see: the
-            # credits already inside the balances just read.
-            included = await conn.fetch("DELETE FROM engine_credit_outbox RETURNING transfer_id")
-        exchange = Exchange()
-        for row in users:
-            exchange.create_user(row["id"])
-        for row in cash:
-            if row["balance"] > 0:
-                exchange.credit(row["user_id"], row["balance"])
-        self.exchange = exchange
+    def attach(self, sink: EventSink) -> None:
+        self._sink = sink
+
+    # --- start and stop ------------------------------------------------------------------
+
+    async def recover(self, pool: asyncpg.Pool) -> Recovered:
+        recovered = await recover(pool)
+        self.exchange = recovered.exchange
+        self._withdrawals = recovered.withdrawals
+        self.last_withdrawal_id = recovered.last_withdrawal_id
         self._applied_transfer_ids.clear()
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(*GC_THRESHOLD)
         self.ready = True
-        logger.info(
-            "engine recovered {} users; {} pending credits were already in the balances",
-            len(users),
-            len(included),
+        return recovered
+
+    def start(self) -> None:
+        """One task per market (call once the writer is attached)."""
+        for market_id in self.exchange.markets:
+            self._start_market(market_id)
+
+    def _start_market(self, market_id: int) -> None:
+        if market_id in self._tasks:
+            return
+        queue: asyncio.Queue[tuple[Command, asyncio.Future[Entry]]] = asyncio.Queue(
+            MARKET_QUEUE_MAX
         )
+        self._queues[market_id] = queue
+        self.seq.setdefault(market_id, 0)
+        self._tasks[market_id] = asyncio.create_task(
+            self._run_market(market_id, queue), name=f"market-{market_id}"
+        )
+
+    async def stop(self) -> None:
+        self.ready = False
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        self._queues.clear()
+
+    def open_market(self, market_id: int, tick: int) -> None:
+        """A market created in Postgres: open its book and start its task."""
+        if market_id not in self.exchange.markets:
+            self.exchange.open_market(market_id, tick)
+        self._start_market(market_id)
+
+    # --- orders ----------------------------------------------------------------------------
+
+    def submit(self, command: Command) -> asyncio.Future[Entry]:
+        """Queue `command` on its market; the future is done once its events commit."""
+        if not self.ready:
+            raise EngineUnavailable("the engine is recovering")
+        sink = self._sink
+        if sink.backlog >= sink.backlog_max > 0:
+            raise Backpressure("too many orders are waiting to be written; retry shortly")
+        queue = self._queues.get(command.market_id)
+        if queue is None:
+            raise KeyError(command.market_id)
+        waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        try:
+            queue.put_nowait((command, waiter))
+        except asyncio.QueueFull:
+            raise Backpressure("this market's queue is full; retry shortly") from None
+        return waiter
+
+    async def _run_market(
+        self, market_id: int, queue: asyncio.Queue[tuple[Command, asyncio.Future[Entry]]]
+    ) -> None:
+        exchange = self.exchange
+        sink = self._sink
+        seq = self.seq
+        while True:
+            command, waiter = await queue.get()
+            for _ in range(MARKET_BURST_MAX):
+                try:
+                    if type(command) is PlaceOrder:
+                        events: list[Event] = exchange.place(command)
+                    elif type(command) is CancelOrder:
+                        events = exchange.cancel(command)
+                    else:
+                        events = exchange.cancel_all(command)  # type: ignore[arg-type]
+                except Exception as exc:  # a bug in the core: fail this command, keep the market
+                    logger.opt(exception=exc).critical("engine failed on {!r}", command)
+                    waiter.set_exception(exc)
+                else:
+                    if events and type(events[0]) not in (OrderRejected, OrderDuplicate):
+                        seq[market_id] += 1
+                    sink.append(Entry(events, datetime.now(UTC), waiter))
+                if queue.empty():
+                    break
+                command, waiter = queue.get_nowait()
+
+    # --- withdrawals -----------------------------------------------------------------------
+
+    def withdraw(
+        self, user_id: int, amount: int, idempotency_key: str
+    ) -> asyncio.Future[Entry] | None:
+        """Take `amount` from the user's available cash; the future is done at commit.
+
+        None when the funds are not available. Raises WithdrawalDuplicate for a key used
+        before (committed or still in flight) and Backpressure when the writer is full.
+        """
+        if not self.ready:
+            raise EngineUnavailable("the engine is recovering")
+        original = self._withdrawals.get((user_id, idempotency_key))
+        if original is not None:
+            raise WithdrawalDuplicate(*original)
+        sink = self._sink
+        if sink.backlog >= sink.backlog_max > 0:
+            raise Backpressure("too much is waiting to be written; retry shortly")
+        if not self.exchange.withdraw(user_id, amount):
+            return None
+        self.last_withdrawal_id += 1
+        withdrawal_id = self.last_withdrawal_id
+        self._withdrawals[(user_id, idempotency_key)] = (withdrawal_id, amount)
+        waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        event = WithdrawalAccepted(withdrawal_id, user_id, amount, idempotency_key)
+        sink.append(Entry([event], datetime.now(UTC), waiter))
+        return waiter
+
+    # --- outside credits ---------------------------------------------------------------------
 
     def create_user(self, command: CreateUser) -> None:
         if not self.ready:

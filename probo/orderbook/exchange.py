@@ -114,6 +114,96 @@ class Exchange:
     def create_user(self, user_id: int) -> None:
         self._account(user_id)
 
+    def withdraw(self, user_id: int, amount: int) -> bool:
+        """Take `amount` out of the user's available cash; False if it is not there."""
+        account = self._accounts.get(user_id)
+        if amount <= 0 or account is None or account.cash - account.locked < amount:
+            return False
+        account.cash -= amount
+        self._credited -= amount
+        return True
+
+    # --- recovery: state rebuilt from Postgres, without matching -----------------------
+
+    def restore_market(self, market_id: int, tick: int, status: str, escrow: int) -> None:
+        self.open_market(market_id, tick)
+        market = self.markets[market_id]
+        market.status = status
+        market.escrow = escrow
+        self._credited += escrow
+
+    def restore_position(self, user_id: int, market_id: int, yes: int, no: int) -> None:
+        self._account(user_id)
+        position = self.markets[market_id].positions.get(user_id)
+        if position is None:
+            position = self.markets[market_id].positions[user_id] = Position()
+        position.yes = yes
+        position.no = no
+
+    def restore_order(
+        self,
+        order_id: int,
+        user_id: int,
+        market_id: int,
+        outcome: str,
+        side: str,
+        own_price: int,
+        remaining: int,
+    ) -> None:
+        """Put an open order back on its book with its lock. Call in order id order:
+        that is each level's time priority."""
+        market = self.markets[market_id]
+        if outcome == "yes":
+            kind = BUY_YES if side == "buy" else SELL_YES
+        else:
+            kind = BUY_NO if side == "buy" else SELL_NO
+        account = self._account(user_id)
+        position = market.positions.get(user_id)
+        if position is None:
+            position = market.positions[user_id] = Position()
+        if KIND_IS_BUY[kind]:
+            account.locked += own_price * remaining
+        elif kind == SELL_YES:
+            position.yes_locked += remaining
+        else:
+            position.no_locked += remaining
+        yes_price = own_price if KIND_IN_YES_TERMS[kind] else PAYOUT - own_price
+        market.book.add(
+            RestingOrder(order_id, user_id, kind, yes_price, remaining, account, position)
+        )
+        if order_id > self.last_order_id:
+            self.last_order_id = order_id
+
+    def restore_client_order_id(self, user_id: int, client_order_id: str, order_id: int) -> None:
+        self._order_ids_by_client[(user_id, client_order_id)] = order_id
+
+    def restore_ids(self, last_order_id: int, last_trade_id: int) -> None:
+        self.last_order_id = max(self.last_order_id, last_order_id)
+        self.last_trade_id = max(self.last_trade_id, last_trade_id)
+
+    def cash_by_user(self) -> dict[int, int]:
+        return {user_id: account.cash for user_id, account in self._accounts.items()}
+
+    def positions_by_market(self) -> dict[tuple[int, int], tuple[int, int]]:
+        return {
+            (user_id, market_id): (p.yes, p.no)
+            for market_id, market in self.markets.items()
+            for user_id, p in market.positions.items()
+            if p.yes or p.no
+        }
+
+    def market_status(self, market_id: int) -> str | None:
+        market = self.markets.get(market_id)
+        return market.status if market is not None else None
+
+    def order_market(self, order_id: int, user_id: int) -> int | None:
+        """The market of the user's open order `order_id`, or None."""
+        for market in self.markets.values():
+            order = market.book.orders.get(order_id)
+            if order is not None:
+                return market.market_id if order.user_id == user_id else None
+        return None
+
     # --- reads -----------------------------------------------------------------------
 
     def cash(self, user_id: int) -> int:
@@ -159,7 +249,9 @@ class Exchange:
         if market is None:
             raise InvalidMarketTransition(f"unknown market {market_id}")
         if market.status not in allowed_from:
-            raise InvalidMarketTransition(f"market {market_id} is {market.status}, cannot become {status}")
+            raise InvalidMarketTransition(
+                f"market {market_id} is {market.status}, cannot become {status}"
+            )
         market.status = status
         return market
 
@@ -186,12 +278,19 @@ class Exchange:
             raise ValueError(f"cannot settle with outcome {outcome!r} and fee {fee_bps} bps")
         market = self.markets.get(market_id)
         if market is None or market.status != "closed":
-            raise InvalidMarketTransition(f"market {market_id} is not closed; it cannot be resolved")
-        holdings = [(user_id, p.yes, p.no) for user_id, p in market.positions.items() if p.yes or p.no]
+            raise InvalidMarketTransition(
+                f"market {market_id} is not closed; it cannot be resolved"
+            )
+        holdings = [
+            (user_id, p.yes, p.no) for user_id, p in market.positions.items() if p.yes or p.no
+        ]
         settlement = compute_settlement(market_id, holdings, outcome, fee_bps)
         # Checked before anything changes: a market whose escrow does not back its
         # contracts must stay closed for an operator, not half-resolved.
-        assert settlement.escrow_released == market.escrow, (settlement.escrow_released, market.escrow)
+        assert settlement.escrow_released == market.escrow, (
+            settlement.escrow_released,
+            market.escrow,
+        )
         market.status = "resolved"
         for payout in settlement.payouts:
             self._accounts[payout.user_id].cash += payout.net
@@ -210,7 +309,10 @@ class Exchange:
             if original is not None:
                 return [
                     OrderDuplicate(
-                        user_id=user_id, market_id=command.market_id, client_order_id=client_order_id, order_id=original
+                        user_id=user_id,
+                        market_id=command.market_id,
+                        client_order_id=client_order_id,
+                        order_id=original,
                     )
                 ]
         market = self.markets.get(command.market_id)
@@ -228,7 +330,9 @@ class Exchange:
         else:
             kind = -1
         if kind < 0:
-            return _reject(command, "validation_error", "outcome must be yes or no, side buy or sell")
+            return _reject(
+                command, "validation_error", "outcome must be yes or no, side buy or sell"
+            )
         is_buy = KIND_IS_BUY[kind]
         tick = market.tick
         order_type = command.type
@@ -236,20 +340,28 @@ class Exchange:
         if order_type == "limit":
             own_price = command.price
             if own_price is None or time_in_force not in TIMES_IN_FORCE:
-                return _reject(command, "validation_error", "a limit order needs a price and gtc, ioc or fok")
+                return _reject(
+                    command, "validation_error", "a limit order needs a price and gtc, ioc or fok"
+                )
             if own_price % tick or not tick <= own_price <= PAYOUT - tick:
                 return _reject(
-                    command, "invalid_price", f"price must be a multiple of {tick} in [{tick}, {PAYOUT - tick}]"
+                    command,
+                    "invalid_price",
+                    f"price must be a multiple of {tick} in [{tick}, {PAYOUT - tick}]",
                 )
         elif order_type == "market":
             if command.price is not None or time_in_force != "ioc":
-                return _reject(command, "validation_error", "a market order has no price and is ioc")
+                return _reject(
+                    command, "validation_error", "a market order has no price and is ioc"
+                )
             own_price = PAYOUT - tick if is_buy else tick
         else:
             return _reject(command, "validation_error", "type must be limit or market")
         quantity = command.quantity
         if not 1 <= quantity <= ORDER_QUANTITY_MAX:
-            return _reject(command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}")
+            return _reject(
+                command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}"
+            )
 
         positions = market.positions
         position = positions.get(user_id)
@@ -260,7 +372,9 @@ class Exchange:
             and len(live_orders(position)) >= OPEN_ORDERS_PER_USER_MAX
         ):
             return _reject(
-                command, "too_many_open_orders", f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market"
+                command,
+                "too_many_open_orders",
+                f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market",
             )
 
         # Risk hold. A refused order leaves no trace, not even an empty account.
@@ -271,13 +385,19 @@ class Exchange:
         if is_buy:
             available = account.cash - account.locked if account is not None else 0
             if is_market_order:
-                working, locked_cash, liquidity = self._affordable(market.book, kind, position, quantity, available)
+                working, locked_cash, liquidity = self._affordable(
+                    market.book, kind, position, quantity, available
+                )
                 if working == 0 and liquidity:
-                    return _reject(command, "insufficient_funds", "available funds do not buy one contract")
+                    return _reject(
+                        command, "insufficient_funds", "available funds do not buy one contract"
+                    )
             else:
                 locked_cash = own_price * quantity
                 if locked_cash > available:
-                    return _reject(command, "insufficient_funds", f"needs {locked_cash}, {available} available")
+                    return _reject(
+                        command, "insufficient_funds", f"needs {locked_cash}, {available} available"
+                    )
             if account is None:
                 account = self._accounts[user_id] = Account()
             account.locked += locked_cash
@@ -285,16 +405,26 @@ class Exchange:
                 position = positions[user_id] = Position()
         else:
             if position is None or account is None:
-                return _reject(command, "insufficient_position", f"sells {quantity}, 0 contracts available")
+                return _reject(
+                    command, "insufficient_position", f"sells {quantity}, 0 contracts available"
+                )
             if kind == SELL_YES:
                 held = position.yes - position.yes_locked
                 if held < quantity:
-                    return _reject(command, "insufficient_position", f"sells {quantity}, {held} contracts available")
+                    return _reject(
+                        command,
+                        "insufficient_position",
+                        f"sells {quantity}, {held} contracts available",
+                    )
                 position.yes_locked += quantity
             else:
                 held = position.no - position.no_locked
                 if held < quantity:
-                    return _reject(command, "insufficient_position", f"sells {quantity}, {held} contracts available")
+                    return _reject(
+                        command,
+                        "insufficient_position",
+                        f"sells {quantity}, {held} contracts available",
+                    )
                 position.no_locked += quantity
             locked_contracts = quantity
 
@@ -331,11 +461,23 @@ class Exchange:
             crosses = mask != 0 and mask.bit_length() - 1 >= yes_limit // tick
         if not crosses:
             remaining = working
-        elif time_in_force == "fok" and self._fillable(book, kind, position, yes_limit, quantity) < quantity:
+        elif (
+            time_in_force == "fok"
+            and self._fillable(book, kind, position, yes_limit, quantity) < quantity
+        ):
             remaining = working
         else:
             remaining = self._match(
-                market, order_id, user_id, kind, yes_limit, working, quantity - working, account, position, events
+                market,
+                order_id,
+                user_id,
+                kind,
+                yes_limit,
+                working,
+                quantity - working,
+                account,
+                position,
+                events,
             )
             filled = working - remaining
             if filled and is_buy:
@@ -379,16 +521,24 @@ class Exchange:
         order = market.book.orders.get(command.order_id) if market is not None else None
         if order is None or order.user_id != command.user_id:
             issued = 0 < command.order_id <= self.last_order_id
-            open_elsewhere = order is None and any(command.order_id in m.book.orders for m in self.markets.values())
+            open_elsewhere = order is None and any(
+                command.order_id in m.book.orders for m in self.markets.values()
+            )
             # Only the owner may learn an order's state: anything open is not_found to
             # others, and to its owner under another market's id.
-            code = "order_not_open" if order is None and issued and market is not None and not open_elsewhere else "not_found"
+            code = (
+                "order_not_open"
+                if order is None and issued and market is not None and not open_elsewhere
+                else "not_found"
+            )
             return [
                 OrderRejected(
                     user_id=command.user_id,
                     market_id=command.market_id,
                     code=code,  # type: ignore[arg-type]
-                    message="the order is not open" if code == "order_not_open" else "order not found",
+                    message="the order is not open"
+                    if code == "order_not_open"
+                    else "order not found",
                     order_id=command.order_id,
                 )
             ]
@@ -400,7 +550,12 @@ class Exchange:
         market = self.markets.get(command.market_id)
         if market is None:
             return [
-                OrderRejected(user_id=command.user_id, market_id=command.market_id, code="not_found", message="unknown market")
+                OrderRejected(
+                    user_id=command.user_id,
+                    market_id=command.market_id,
+                    code="not_found",
+                    message="unknown market",
+                )
             ]
         position = market.positions.get(command.user_id)
         mine = live_orders(position) if position is not None else []  # by order id
@@ -446,7 +601,9 @@ class Exchange:
         return got, cost, liquidity
 
     @staticmethod
-    def _fillable(book: Book, kind: int, position: Position | None, yes_limit: int, quantity: int) -> int:
+    def _fillable(
+        book: Book, kind: int, position: Position | None, yes_limit: int, quantity: int
+    ) -> int:
         """Other users' quantity a fok could take at once, counted up to `quantity`:
         level totals within the limit, less the user's own orders there."""
         taker_is_bid = kind < ASK_KIND_MIN
@@ -644,7 +801,9 @@ class Exchange:
             position.no_locked -= remaining
         return 0, remaining
 
-    def _cancel_resting(self, market: Market, order: RestingOrder, reason: str, events: list[Event]) -> None:
+    def _cancel_resting(
+        self, market: Market, order: RestingOrder, reason: str, events: list[Event]
+    ) -> None:
         remaining = order.remaining
         released_cash, released_contracts = self._release(order, order.position)
         market.book.remove(order)
@@ -671,19 +830,31 @@ class Exchange:
             book.validate()
             contracts_locked: dict[tuple[int, int], int] = {}
             for order in book.orders.values():
-                assert order.account is self._accounts.get(order.user_id), f"{order} holds another account"
-                assert order.position is market.positions.get(order.user_id), f"{order} holds another position"
+                assert order.account is self._accounts.get(order.user_id), (
+                    f"{order} holds another account"
+                )
+                assert order.position is market.positions.get(order.user_id), (
+                    f"{order} holds another position"
+                )
                 if KIND_IS_BUY[order.kind]:
-                    locked_by_user[order.user_id] = locked_by_user.get(order.user_id, 0) + order.own_price * order.remaining
+                    locked_by_user[order.user_id] = (
+                        locked_by_user.get(order.user_id, 0) + order.own_price * order.remaining
+                    )
                 else:
                     key = (order.user_id, order.kind)
                     contracts_locked[key] = contracts_locked.get(key, 0) + order.remaining
-            listed = {o.order_id: o for p in market.positions.values() for o in p.orders if o.remaining}
-            assert listed == book.orders, f"market {market.market_id}: per-user order lists differ from the book"
+            listed = {
+                o.order_id: o for p in market.positions.values() for o in p.orders if o.remaining
+            }
+            assert listed == book.orders, (
+                f"market {market.market_id}: per-user order lists differ from the book"
+            )
             for user_id, position in market.positions.items():
                 ids = [o.order_id for o in position.orders]
                 assert ids == sorted(ids), f"user {user_id}'s orders out of arrival order"
-                assert all(o.user_id == user_id for o in position.orders), f"an order misfiled under user {user_id}"
+                assert all(o.user_id == user_id for o in position.orders), (
+                    f"an order misfiled under user {user_id}"
+                )
             yes_total = no_total = 0
             for user_id, position in market.positions.items():
                 assert position.yes_locked == contracts_locked.get((user_id, SELL_YES), 0), (
@@ -694,24 +865,38 @@ class Exchange:
                     f"market {market.market_id} user {user_id}: NO locked {position.no_locked} "
                     f"!= open sells {contracts_locked.get((user_id, SELL_NO), 0)}"
                 )
-                assert 0 <= position.yes_locked <= position.yes, f"user {user_id} YES {position.yes}/{position.yes_locked}"
-                assert 0 <= position.no_locked <= position.no, f"user {user_id} NO {position.no}/{position.no_locked}"
+                assert 0 <= position.yes_locked <= position.yes, (
+                    f"user {user_id} YES {position.yes}/{position.yes_locked}"
+                )
+                assert 0 <= position.no_locked <= position.no, (
+                    f"user {user_id} NO {position.no}/{position.no_locked}"
+                )
                 yes_total += position.yes
                 no_total += position.no
             sellers = {user_id for user_id, _ in contracts_locked}
-            assert sellers <= set(market.positions), f"market {market.market_id}: sells without positions"
-            assert yes_total == no_total, f"market {market.market_id}: YES {yes_total} != NO {no_total} outstanding"
+            assert sellers <= set(market.positions), (
+                f"market {market.market_id}: sells without positions"
+            )
+            assert yes_total == no_total, (
+                f"market {market.market_id}: YES {yes_total} != NO {no_total} outstanding"
+            )
             assert market.escrow == PAYOUT * yes_total, (
                 f"market {market.market_id}: escrow {market.escrow} != 1000 x {yes_total} YES outstanding"
             )
             if market.status in ("closed", "resolved"):
-                assert not book.orders, f"market {market.market_id} is {market.status} with open orders"
+                assert not book.orders, (
+                    f"market {market.market_id} is {market.status} with open orders"
+                )
             escrow_total += market.escrow
         for user_id, account in self._accounts.items():
             assert account.locked == locked_by_user.get(user_id, 0), (
                 f"user {user_id}: locked {account.locked} != open buys {locked_by_user.get(user_id, 0)}"
             )
-            assert 0 <= account.locked <= account.cash, f"user {user_id}: cash {account.cash}, locked {account.locked}"
+            assert 0 <= account.locked <= account.cash, (
+                f"user {user_id}: cash {account.cash}, locked {account.locked}"
+            )
         assert set(locked_by_user) <= set(self._accounts), "open buys of a user with no account"
         total = sum(a.cash for a in self._accounts.values()) + escrow_total + self._fees
-        assert total == self._credited, f"money not conserved: {total} held vs {self._credited} credited"
+        assert total == self._credited, (
+            f"money not conserved: {total} held vs {self._credited} credited"
+        )

@@ -53,10 +53,14 @@ class EngineMirror:
         self.reconcile_interval_s = reconcile_interval_s
         self._in_flight: set[asyncio.Task[bool]] = set()
 
-    async def deliver(self, credits: Sequence[EngineCredit], *, new_user_id: int | None = None) -> bool:
+    async def deliver(
+        self, credits: Sequence[EngineCredit], *, new_user_id: int | None = None
+    ) -> bool:
         """Give the engine these committed credits; True if it holds them within the wait."""
         if len(self._in_flight) >= DELIVERIES_IN_FLIGHT_MAX:
-            logger.warning("engine mirror saturated; the reconciler will apply {} credit(s)", len(credits))
+            logger.warning(
+                "engine mirror saturated; the reconciler will apply {} credit(s)", len(credits)
+            )
             metrics.ENGINE_MIRROR_FAILURES.inc(len(credits))
             return False
         task = asyncio.create_task(self._deliver_with_retries(list(credits), new_user_id))
@@ -67,7 +71,9 @@ class EngineMirror:
         except TimeoutError:
             return False
 
-    async def _deliver_with_retries(self, credits: list[EngineCredit], new_user_id: int | None) -> bool:
+    async def _deliver_with_retries(
+        self, credits: list[EngineCredit], new_user_id: int | None
+    ) -> bool:
         for attempt in range(1, self._tries_max + 1):
             try:
                 if new_user_id is not None:
@@ -80,7 +86,9 @@ class EngineMirror:
                 if attempt == self._tries_max:
                     metrics.ENGINE_MIRROR_FAILURES.inc(len(credits))
                     logger.bind(transfer_ids=[c.transfer_id for c in credits]).error(
-                        "engine did not take credits after {} tries ({}); the reconciler will", attempt, exc
+                        "engine did not take credits after {} tries ({}); the reconciler will",
+                        attempt,
+                        exc,
                     )
                     return False
                 await asyncio.sleep(RETRY_BACKOFF_S[min(attempt - 1, len(RETRY_BACKOFF_S) - 1)])
@@ -94,7 +102,8 @@ class EngineMirror:
             async with connection(self._pool) as conn:
                 # Waits for a reconciler holding these rows; then they are gone either way.
                 await conn.execute(
-                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])", transfer_ids
+                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])",
+                    transfer_ids,
                 )
         except UNAVAILABLE_ERRORS as exc:
             # The engine holds the credits; the reconciler clears the rows later.
@@ -119,7 +128,10 @@ class EngineMirror:
             )
             for row in rows:
                 credit = EngineCredit(
-                    command=row["command"], transfer_id=row["transfer_id"], user_id=row["user_id"], amount=row["amount"]
+                    command=row["command"],
+                    transfer_id=row["transfer_id"],
+                    user_id=row["user_id"],
+                    amount=row["amount"],
                 )
                 self._sink.create_user(CreateUser(user_id=credit.user_id))
                 if await self._sink.apply_credit(credit):
@@ -128,7 +140,8 @@ class EngineMirror:
             transfer_ids = [row["transfer_id"] for row in rows]
             if transfer_ids:
                 await conn.execute(
-                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])", transfer_ids
+                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])",
+                    transfer_ids,
                 )
         self._sink.forget_applied(transfer_ids)
         if applied:
@@ -147,7 +160,9 @@ class EngineMirror:
                 logger.warning("reconciler cannot reach Postgres ({})", type(exc).__name__)
             except Exception:
                 # A bug here must not silently end reconciliation for the process's life.
-                logger.exception("reconciler pass failed; next pass in {} s", self.reconcile_interval_s)
+                logger.exception(
+                    "reconciler pass failed; next pass in {} s", self.reconcile_interval_s
+                )
 
     async def drain(self) -> None:
         """Wait for deliveries still in flight (at shutdown)."""

@@ -26,7 +26,16 @@ def compute_settlement(
         if gross <= 0:
             continue
         fee = gross * fee_bps // BASIS_POINTS
-        payouts.append(Payout(user_id=user_id, yes_quantity=yes, no_quantity=no, gross=gross, fee=fee, net=gross - fee))
+        payouts.append(
+            Payout(
+                user_id=user_id,
+                yes_quantity=yes,
+                no_quantity=no,
+                gross=gross,
+                fee=fee,
+                net=gross - fee,
+            )
+        )
     return Settlement(
         market_id=market_id,
         outcome=outcome,  # type: ignore[arg-type]

@@ -145,8 +145,23 @@ class MarketStatusChanged(msgspec.Struct, frozen=True, gc=False):
     status: MarketStatus
 
 
+class WithdrawalAccepted(msgspec.Struct, frozen=True, gc=False):
+    """Cash the engine let leave a user's account (to the bank)."""
+
+    withdrawal_id: int
+    user_id: int
+    amount: int
+    idempotency_key: str
+
+
 Event = (
-    OrderAccepted | TradeExecuted | OrderCanceled | OrderRejected | OrderDuplicate | MarketStatusChanged
+    OrderAccepted
+    | TradeExecuted
+    | OrderCanceled
+    | OrderRejected
+    | OrderDuplicate
+    | MarketStatusChanged
+    | WithdrawalAccepted
 )
 
 

@@ -19,7 +19,9 @@ dependencies = {"referral": Provide(provide_referral_service, sync_to_thread=Fal
 
 
 @post("/api/v1/referrals", status_code=200, tags=["referral"], summary="Apply a referral code")
-async def apply_referral(data: ReferralSubmission, principal: Claims, referral: ReferralService) -> ReferralApplied:
+async def apply_referral(
+    data: ReferralSubmission, principal: Claims, referral: ReferralService
+) -> ReferralApplied:
     return await referral.apply(principal.user_id, data.code)
 
 

@@ -35,7 +35,9 @@ class ReferralService:
         async with connection(self._pool) as conn, conn.transaction():
             referrer_id = None
             if len(code) == 8 and set(code) <= CODE_ALPHABET:
-                referrer_id = await conn.fetchval("SELECT id FROM users WHERE referral_code = $1", code)
+                referrer_id = await conn.fetchval(
+                    "SELECT id FROM users WHERE referral_code = $1", code
+                )
             # Lock both users in id order: concurrent referrals (A uses B's code while B
             # uses C's, or A and B each other's) then queue instead of deadlocking, and
             # the circular check below sees the other's committed referral. NO KEY
@@ -56,7 +58,9 @@ class ReferralService:
             if referrer_id == user_id:
                 raise ApiError(422, "self_referral", "you cannot use your own referral code")
             if await conn.fetchval(
-                "SELECT 1 FROM referrals WHERE referred_user_id = $1 AND referrer_user_id = $2", referrer_id, user_id
+                "SELECT 1 FROM referrals WHERE referred_user_id = $1 AND referrer_user_id = $2",
+                referrer_id,
+                user_id,
             ):
                 # Two users referring each other would farm both bonuses.
                 raise ApiError(422, "circular_referral", "this user joined with your referral code")
@@ -66,9 +70,20 @@ class ReferralService:
                 account_id = await ledger.open_user_account(conn, referrer_id)
                 [transfer_id] = await ledger.post_transfers(
                     conn,
-                    [ledger.Transfer(ledger.PLATFORM_BONUS_ACCOUNT_ID, account_id, bonus, "referral_bonus", "user", user_id)],
+                    [
+                        ledger.Transfer(
+                            ledger.PLATFORM_BONUS_ACCOUNT_ID,
+                            account_id,
+                            bonus,
+                            "referral_bonus",
+                            "user",
+                            user_id,
+                        )
+                    ],
                 )
-                credits.append(await record_credit(conn, "REFERRAL_CREDIT", transfer_id, referrer_id, bonus))
+                credits.append(
+                    await record_credit(conn, "REFERRAL_CREDIT", transfer_id, referrer_id, bonus)
+                )
             created_at = await conn.fetchval(
                 "INSERT INTO referrals (referred_user_id, referrer_user_id, bonus, transfer_id) "
                 "VALUES ($1, $2, $3, $4) RETURNING created_at",
@@ -100,7 +115,9 @@ class ReferralService:
             )
         return ReferralSummary(
             code=code,
-            referrals=[Referee(user_id=r["referred_user_id"], created_at=r["created_at"]) for r in rows],
+            referrals=[
+                Referee(user_id=r["referred_user_id"], created_at=r["created_at"]) for r in rows
+            ],
             total_earned=totals["earned"],
             referral_count=totals["n"],
         )

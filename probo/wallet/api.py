@@ -9,7 +9,14 @@ from litestar.di import Provide
 from probo.auth import Claims
 from probo.pagination import Cursor, Limit, decode_cursor
 from probo.wallet.service import WalletService
-from probo.wallet.types import Deposit, DepositRequest, TransactionPage, Wallet
+from probo.wallet.types import (
+    Deposit,
+    DepositRequest,
+    TransactionPage,
+    Wallet,
+    Withdrawal,
+    WithdrawalRequest,
+)
 
 
 def provide_wallet_service(state: State) -> WalletService:
@@ -37,9 +44,27 @@ async def list_transactions(
     summary="Add funds (idempotent by key)",
     description="201 when created; 200 when the same key and body repeat; 409 idempotency_conflict on another body.",
 )
-async def create_deposit(data: DepositRequest, principal: Claims, wallet: WalletService) -> Response[Deposit]:
+async def create_deposit(
+    data: DepositRequest, principal: Claims, wallet: WalletService
+) -> Response[Deposit]:
     deposit, created = await wallet.deposit(principal.user_id, data.amount, data.idempotency_key)
     return Response(deposit, status_code=201 if created else 200)
 
 
-route_handlers = [get_wallet, list_transactions, create_deposit]
+@post(
+    "/api/v1/wallet/withdrawals",
+    tags=["wallet"],
+    summary="Withdraw to the verified bank account (idempotent by key)",
+    description="Needs KYC VERIFIED (403 kyc_required); amount <= available (422 insufficient_funds). "
+    "201 when created; 200 when the same key and body repeat; 409 idempotency_conflict on another body.",
+)
+async def create_withdrawal(
+    data: WithdrawalRequest, principal: Claims, wallet: WalletService
+) -> Response[Withdrawal]:
+    withdrawal, created = await wallet.withdraw(
+        principal.user_id, data.amount, data.idempotency_key
+    )
+    return Response(withdrawal, status_code=201 if created else 200)
+
+
+route_handlers = [get_wallet, list_transactions, create_deposit, create_withdrawal]

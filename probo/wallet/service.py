@@ -1,4 +1,9 @@
-"""Wallet use cases: opening a wallet with its signup bonus, balances, history, deposits.
+"""Wallet use cases: opening a wallet with its signup bonus, balances, history,
+deposits and withdrawals.
+
+Withdrawals are debits, so the engine decides them against available funds (it knows
+the locks) and the ledger writer persists them in order; a repeated key returns the
+first withdrawal once it has committed.
 
 Deposits are idempotent per (user, key). In this process a duplicate that arrives while
 the first is in flight waits for it and gets the same result. Across processes or after
@@ -18,10 +23,19 @@ from probo.auth import AfterCommit
 from probo.config import Settings
 from probo.db import connection
 from probo.errors import ApiError, unavailable, validation_error
-from probo.orderbook import Engine, EngineMirror, record_credit
+from probo.kyc import kyc_status_of
+from probo.ledger import LedgerWriter
+from probo.orderbook import (
+    Backpressure,
+    Engine,
+    EngineMirror,
+    EngineUnavailable,
+    WithdrawalDuplicate,
+    record_credit,
+)
 from probo.pagination import page
 from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
-from probo.wallet.types import Deposit, TransactionPage, Wallet, WalletTransaction
+from probo.wallet.types import Deposit, TransactionPage, Wallet, WalletTransaction, Withdrawal
 
 DEPOSITS_IN_FLIGHT_MAX = 10_000
 _DEPOSIT_COLUMNS = (
@@ -31,7 +45,9 @@ _DEPOSIT_COLUMNS = (
 
 
 def idempotency_conflict() -> ApiError:
-    return ApiError(409, "idempotency_conflict", "this idempotency key was used with a different request")
+    return ApiError(
+        409, "idempotency_conflict", "this idempotency key was used with a different request"
+    )
 
 
 def _deposit(row: asyncpg.Record) -> Deposit:
@@ -58,14 +74,18 @@ class WalletService:
         engine: Engine,
         mirror: EngineMirror,
         gateway: PaymentGateway,
+        writer: LedgerWriter,
     ) -> None:
         self._settings = settings
+        self._writer = writer
         self._pool = pool
         self._engine = engine
         self._mirror = mirror
         self._gateway = gateway
         # (user id, key) -> (amount, outcome of the deposit being processed)
-        self._in_flight: dict[tuple[int, str], tuple[int, asyncio.Future[tuple[Deposit, bool]]]] = {}
+        self._in_flight: dict[
+            tuple[int, str], tuple[int, asyncio.Future[tuple[Deposit, bool]]]
+        ] = {}
 
     async def open_wallet(self, conn: asyncpg.Connection, user_id: int) -> AfterCommit:
         """Sign-up hook: the cash account and the signup bonus, in the caller's transaction."""
@@ -75,7 +95,16 @@ class WalletService:
         if bonus > 0:
             [transfer_id] = await ledger.post_transfers(
                 conn,
-                [ledger.Transfer(ledger.PLATFORM_BONUS_ACCOUNT_ID, account_id, bonus, "signup_bonus", "user", user_id)],
+                [
+                    ledger.Transfer(
+                        ledger.PLATFORM_BONUS_ACCOUNT_ID,
+                        account_id,
+                        bonus,
+                        "signup_bonus",
+                        "user",
+                        user_id,
+                    )
+                ],
             )
             credits.append(await record_credit(conn, "INIT_BALANCE", transfer_id, user_id, bonus))
 
@@ -85,17 +114,27 @@ class WalletService:
         return tell_engine
 
     async def wallet(self, user_id: int) -> Wallet:
+        """As committed: the ledger balance, and what the user's open buys hold."""
         async with connection(self._pool) as conn:
-            balance = await ledger.user_balance(conn, user_id)
-        locked = self._engine.exchange.locked_cash(user_id)
+            row = await conn.fetchrow(
+                "SELECT coalesce((SELECT balance FROM accounts WHERE user_id = $1), 0) AS balance, "
+                "coalesce((SELECT sum(price::bigint * (quantity - filled_quantity))::bigint FROM orders "
+                "WHERE user_id = $1 AND status = 'open' AND side = 'buy'), 0) AS locked",
+                user_id,
+            )
+        balance, locked = row["balance"], row["locked"]
         return Wallet(balance=balance, locked=locked, available=balance - locked)
 
-    async def transactions(self, user_id: int, limit: int, before_id: int | None) -> TransactionPage:
+    async def transactions(
+        self, user_id: int, limit: int, before_id: int | None
+    ) -> TransactionPage:
         async with connection(self._pool) as conn:
             account_id = await ledger.user_account_id(conn, user_id)
             if account_id is None:
                 return TransactionPage(items=[], next_cursor=None)
-            rows = await ledger.user_transfers(conn, account_id, before_id=before_id, limit=limit + 1)
+            rows = await ledger.user_transfers(
+                conn, account_id, before_id=before_id, limit=limit + 1
+            )
         rows, cursor = page(rows, limit, lambda r: r["id"])
         items = [
             WalletTransaction(
@@ -109,7 +148,9 @@ class WalletService:
         ]
         return TransactionPage(items=items, next_cursor=cursor)
 
-    async def deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[Deposit, bool]:
+    async def deposit(
+        self, user_id: int, amount: int, idempotency_key: str
+    ) -> tuple[Deposit, bool]:
         """(the deposit, whether this call created it). Raises ApiError."""
         settings = self._settings
         if not settings.deposit_amount_min <= amount <= settings.deposit_amount_max:
@@ -142,17 +183,23 @@ class WalletService:
         finally:
             del self._in_flight[flight_key]
 
-    async def _deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[Deposit, bool]:
+    async def _deposit(
+        self, user_id: int, amount: int, idempotency_key: str
+    ) -> tuple[Deposit, bool]:
         row, created = await self._open_deposit(user_id, amount, idempotency_key)
         if row["status"] != "pending":
             return self._outcome(row, created=False)
         # No connection is held while the gateway works: a slow gateway must not starve
         # every other request of the pool.
         try:
-            charge = await self._gateway.charge(user_id=user_id, amount=amount, idempotency_key=idempotency_key)
+            charge = await self._gateway.charge(
+                user_id=user_id, amount=amount, idempotency_key=idempotency_key
+            )
         except GatewayUnavailable:
             metrics.DEPOSITS.labels("gateway_unavailable").inc()
-            raise unavailable("the payment gateway is unavailable; retry with the same key", 5) from None
+            raise unavailable(
+                "the payment gateway is unavailable; retry with the same key", 5
+            ) from None
         async with connection(self._pool) as conn:
             row, credits = await self._complete(conn, row["id"], user_id, charge)
         if credits:
@@ -160,7 +207,9 @@ class WalletService:
         metrics.DEPOSITS.labels(row["status"]).inc()
         return self._outcome(row, created=created)
 
-    async def _open_deposit(self, user_id: int, amount: int, idempotency_key: str) -> tuple[asyncpg.Record, bool]:
+    async def _open_deposit(
+        self, user_id: int, amount: int, idempotency_key: str
+    ) -> tuple[asyncpg.Record, bool]:
         """The deposit row for this key, created pending if new; (row, created)."""
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
@@ -207,7 +256,16 @@ class WalletService:
             account_id = await ledger.open_user_account(conn, user_id)
             [transfer_id] = await ledger.post_transfers(
                 conn,
-                [ledger.Transfer(ledger.PLATFORM_BANK_ACCOUNT_ID, account_id, row["amount"], "deposit", "deposit", deposit_id)],
+                [
+                    ledger.Transfer(
+                        ledger.PLATFORM_BANK_ACCOUNT_ID,
+                        account_id,
+                        row["amount"],
+                        "deposit",
+                        "deposit",
+                        deposit_id,
+                    )
+                ],
             )
             row = await conn.fetchrow(
                 f"UPDATE deposits SET status = 'succeeded', gateway_reference = $2, transfer_id = $3, "
@@ -229,3 +287,63 @@ class WalletService:
                 details={"deposit": {"id": row["id"], "status": "failed"}},
             )
         return _deposit(row), created
+
+    async def withdraw(
+        self, user_id: int, amount: int, idempotency_key: str
+    ) -> tuple[Withdrawal, bool]:
+        """(the withdrawal, whether this call made it). Raises ApiError."""
+        settings = self._settings
+        if not settings.withdrawal_amount_min <= amount <= settings.deposit_amount_max:
+            raise validation_error(
+                f"amount must be between {settings.withdrawal_amount_min} and {settings.deposit_amount_max} paise"
+            )
+        async with connection(self._pool) as conn:
+            kyc_status = await kyc_status_of(conn, user_id)
+        if kyc_status != "VERIFIED":
+            raise ApiError(403, "kyc_required", "withdrawals need verified KYC")
+        try:
+            waiter = self._engine.withdraw(user_id, amount, idempotency_key)
+        except WithdrawalDuplicate as duplicate:
+            if duplicate.amount != amount:
+                raise idempotency_conflict() from None
+            return await self._committed_withdrawal(user_id, idempotency_key), False
+        except Backpressure as exc:
+            raise unavailable(str(exc), exc.retry_after_s) from None
+        except EngineUnavailable as exc:
+            raise unavailable(str(exc), 1) from None
+        if waiter is None:
+            raise ApiError(
+                422, "insufficient_funds", f"{amount} paise are not available to withdraw"
+            )
+        timeout_s = settings.ack_timeout_ms / 1000
+        try:
+            entry = await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+        except TimeoutError:
+            raise unavailable(
+                "not confirmed in time; it may still complete: retry with the same key", 1
+            ) from None
+        [event] = entry.events
+        return (
+            Withdrawal(
+                id=event.withdrawal_id,
+                amount=amount,
+                status="completed",
+                idempotency_key=idempotency_key,
+                created_at=entry.at,
+            ),
+            True,
+        )
+
+    async def _committed_withdrawal(self, user_id: int, idempotency_key: str) -> Withdrawal:
+        """The first withdrawal under this key, once the writer has committed it."""
+        if not await self._writer.drain(self._settings.ack_timeout_ms / 1000):
+            raise unavailable("not confirmed in time; retry with the same key", 1)
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(
+                "SELECT id, amount, status, idempotency_key, created_at FROM withdrawals "
+                "WHERE user_id = $1 AND idempotency_key = $2",
+                user_id,
+                idempotency_key,
+            )
+        assert row is not None, "an engine-accepted withdrawal is missing after the writer drained"
+        return Withdrawal(**dict(row))

@@ -46,3 +46,16 @@ class Deposit(msgspec.Struct):
     transfer_id: int | None
     created_at: datetime
     completed_at: datetime | None
+
+
+class WithdrawalRequest(msgspec.Struct, forbid_unknown_fields=True):
+    amount: int
+    idempotency_key: IdempotencyKey
+
+
+class Withdrawal(msgspec.Struct):
+    id: int
+    amount: int
+    status: Literal["completed"]
+    idempotency_key: str
+    created_at: datetime

@@ -1,0 +1,254 @@
+"""Events into rows: the pure translation of one batch for the ledger writer.
+
+Money moves as transfers (kind `trade` for every fill, `withdrawal`), balances as
+per-account deltas summed over the batch, orders as new rows (final state within the
+batch) or deltas on rows from earlier batches, positions as absolute values with an
+average-cost basis and realised P&L. Nothing here touches the caches it is given:
+the writer applies `positions` and `not_new` after the commit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+from probo.ledger.types import PLATFORM_BANK_ACCOUNT_ID
+from probo.orderbook import (
+    Entry,
+    MarketStatusChanged,
+    OrderAccepted,
+    OrderCanceled,
+    TradeExecuted,
+    WithdrawalAccepted,
+)
+
+PAYOUT = 1000
+
+
+class PositionCost:
+    """A user's contracts in one market with their cost basis (paise) and realised P&L."""
+
+    __slots__ = ("yes", "no", "yes_cost", "no_cost", "realized")
+
+    def __init__(
+        self, yes: int = 0, no: int = 0, yes_cost: int = 0, no_cost: int = 0, realized: int = 0
+    ) -> None:
+        self.yes = yes
+        self.no = no
+        self.yes_cost = yes_cost
+        self.no_cost = no_cost
+        self.realized = realized
+
+    def copy(self) -> PositionCost:
+        return PositionCost(self.yes, self.no, self.yes_cost, self.no_cost, self.realized)
+
+    def trade(self, outcome: str, contracts: int, price: int) -> None:
+        """`contracts` (signed) of `outcome` bought (+) or sold (-) at `price` each.
+
+        A sale realises its price less the average cost of what it gives up; the last
+        contract out takes whatever cost is left, so the basis ends at exactly 0.
+        """
+        held, cost = (self.yes, self.yes_cost) if outcome == "yes" else (self.no, self.no_cost)
+        if contracts > 0:
+            held += contracts
+            cost += price * contracts
+        else:
+            sold = -contracts
+            released = cost if sold >= held else cost * sold // held
+            self.realized += price * sold - released
+            cost -= released
+            held -= sold
+        if outcome == "yes":
+            self.yes, self.yes_cost = held, cost
+        else:
+            self.no, self.no_cost = held, cost
+
+
+class BatchRows:
+    __slots__ = (
+        "new_orders",
+        "order_updates",
+        "trades",
+        "transfers",
+        "account_deltas",
+        "positions",
+        "withdrawals",
+        "market_status",
+        "not_new",
+    )
+
+    def __init__(self) -> None:
+        self.new_orders: list[list[Any]] = []
+        self.order_updates: list[tuple[Any, ...]] = []
+        self.trades: list[tuple[Any, ...]] = []
+        self.transfers: list[tuple[Any, ...]] = []
+        self.account_deltas: dict[int, int] = {}
+        self.positions: dict[tuple[int, int], PositionCost] = {}
+        self.withdrawals: list[tuple[Any, ...]] = []
+        self.market_status: dict[int, str] = {}
+        self.not_new: set[int] = set()
+
+
+# Indexes into a new order row (see the writer's _ORDER_COLUMNS).
+_FILLED, _COST, _STATUS, _REASON, _UPDATED = 9, 10, 11, 12, 15
+
+
+def build_batch(
+    batch: Iterable[Entry],
+    cash_accounts: Mapping[int, int],
+    escrow_accounts: Mapping[int, int],
+    positions: Mapping[tuple[int, int], PositionCost],
+    not_new: set[int],
+) -> BatchRows:
+    rows = BatchRows()
+    new_orders: dict[int, list[Any]] = {}
+    # order id -> [filled delta, cost delta, status, reason, at] for orders of earlier batches
+    updates: dict[int, list[Any]] = {}
+    deltas = rows.account_deltas
+    changed = rows.positions
+
+    def position(user_id: int, market_id: int) -> PositionCost:
+        key = (user_id, market_id)
+        current = changed.get(key)
+        if current is None:
+            base = positions.get(key)
+            current = changed[key] = base.copy() if base is not None else PositionCost()
+        return current
+
+    def fill(order_id: int, quantity: int, cost: int, filled: bool, at: datetime) -> None:
+        row = new_orders.get(order_id)
+        if row is not None:
+            row[_FILLED] += quantity
+            row[_COST] += cost
+            if filled:
+                row[_STATUS] = "filled"
+            row[_UPDATED] = at
+            return
+        update = updates.get(order_id)
+        if update is None:
+            update = updates[order_id] = [0, 0, None, None, at]
+        update[0] += quantity
+        update[1] += cost
+        if filled:
+            update[2] = "filled"
+        update[4] = at
+
+    def move(
+        debit: int, credit: int, amount: int, kind: str, ref_type: str, ref_id: int, at: datetime
+    ) -> None:
+        rows.transfers.append((debit, credit, amount, kind, ref_type, ref_id, at))
+        deltas[debit] = deltas.get(debit, 0) - amount
+        deltas[credit] = deltas.get(credit, 0) + amount
+
+    for entry in batch:
+        at = entry.at
+        for event in entry.events:
+            kind = type(event)
+            if kind is TradeExecuted:
+                e: TradeExecuted = event  # type: ignore[assignment]
+                q = e.quantity
+                taker_price = e.yes_price if e.taker_outcome == "yes" else PAYOUT - e.yes_price
+                maker_price = (
+                    PAYOUT - taker_price if e.taker_outcome != e.maker_outcome else taker_price
+                )
+                rows.trades.append(
+                    (
+                        e.trade_id, e.market_id, e.kind, e.yes_price, q, e.taker_order_id, e.taker_user_id,
+                        e.taker_outcome, e.taker_side, e.maker_order_id, e.maker_user_id, e.maker_outcome,
+                        e.maker_side, at,
+                    )
+                )  # fmt: skip
+                fill(e.taker_order_id, q, taker_price * q, e.taker_remaining == 0, at)
+                fill(e.maker_order_id, q, maker_price * q, e.maker_remaining == 0, at)
+                taker_account = cash_accounts[e.taker_user_id]
+                maker_account = cash_accounts[e.maker_user_id]
+                if e.escrow_delta == 0:  # one party pays the other
+                    if e.taker_cash_delta < 0:
+                        move(
+                            taker_account,
+                            maker_account,
+                            -e.taker_cash_delta,
+                            "trade",
+                            "trade",
+                            e.trade_id,
+                            at,
+                        )
+                    else:
+                        move(
+                            maker_account,
+                            taker_account,
+                            -e.maker_cash_delta,
+                            "trade",
+                            "trade",
+                            e.trade_id,
+                            at,
+                        )
+                elif e.escrow_delta > 0:  # mint: both buyers pay into escrow
+                    escrow = escrow_accounts[e.market_id]
+                    move(
+                        taker_account, escrow, -e.taker_cash_delta, "trade", "trade", e.trade_id, at
+                    )
+                    move(
+                        maker_account, escrow, -e.maker_cash_delta, "trade", "trade", e.trade_id, at
+                    )
+                else:  # merge: escrow pays both sellers
+                    escrow = escrow_accounts[e.market_id]
+                    move(
+                        escrow, taker_account, e.taker_cash_delta, "trade", "trade", e.trade_id, at
+                    )
+                    move(
+                        escrow, maker_account, e.maker_cash_delta, "trade", "trade", e.trade_id, at
+                    )
+                taker_contracts = (
+                    e.taker_yes_delta if e.taker_outcome == "yes" else e.taker_no_delta
+                )
+                maker_contracts = (
+                    e.maker_yes_delta if e.maker_outcome == "yes" else e.maker_no_delta
+                )
+                position(e.taker_user_id, e.market_id).trade(
+                    e.taker_outcome, taker_contracts, taker_price
+                )
+                position(e.maker_user_id, e.market_id).trade(
+                    e.maker_outcome, maker_contracts, maker_price
+                )
+            elif kind is OrderAccepted:
+                a: OrderAccepted = event  # type: ignore[assignment]
+                new_orders[a.order_id] = [
+                    a.order_id, a.user_id, a.market_id, a.outcome, a.side, a.type, a.time_in_force,
+                    a.price if a.type == "limit" else None, a.quantity, 0, 0, "open", None, a.client_order_id, at, at,
+                ]  # fmt: skip
+                if a.user_id not in not_new:
+                    rows.not_new.add(a.user_id)
+            elif kind is OrderCanceled:
+                c: OrderCanceled = event  # type: ignore[assignment]
+                row = new_orders.get(c.order_id)
+                if row is not None:
+                    row[_STATUS] = "canceled"
+                    row[_REASON] = c.reason
+                    row[_UPDATED] = at
+                else:
+                    update = updates.get(c.order_id)
+                    if update is None:
+                        update = updates[c.order_id] = [0, 0, None, None, at]
+                    update[2] = "canceled"
+                    update[3] = c.reason
+                    update[4] = at
+            elif kind is WithdrawalAccepted:
+                w: WithdrawalAccepted = event  # type: ignore[assignment]
+                rows.withdrawals.append(
+                    (w.withdrawal_id, w.user_id, w.idempotency_key, w.amount, "completed", at)
+                )
+                move(
+                    cash_accounts[w.user_id], PLATFORM_BANK_ACCOUNT_ID, w.amount, "withdrawal", "withdrawal",
+                    w.withdrawal_id, at,
+                )  # fmt: skip
+            elif kind is MarketStatusChanged:
+                m: MarketStatusChanged = event  # type: ignore[assignment]
+                rows.market_status[m.market_id] = m.status
+            # OrderRejected and OrderDuplicate change nothing.
+    rows.new_orders = list(new_orders.values())
+    rows.order_updates = [(order_id, *update) for order_id, update in updates.items()]
+    for account_id in [a for a, d in deltas.items() if d == 0]:
+        del deltas[account_id]
+    return rows

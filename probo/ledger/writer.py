@@ -1,0 +1,277 @@
+"""The ordered group-commit ledger writer: the engine's events into Postgres.
+
+Every market's engine task and the wallet append `Entry`s (one command's events) to
+one queue, in the order the engine decided them. One consumer takes whatever has
+queued, up to `BATCH_ENTRIES_MAX`, and commits it as one transaction of COPYs and
+set-based statements: orders, trades, transfers, account balances, positions,
+withdrawals. Only then does each entry's waiter get its result, so nothing is
+acknowledged before it is durable. While one batch commits the next one gathers:
+that is the group commit, and it needs no timer.
+
+If Postgres is away the batch is retried, with backoff, until it commits; the engine
+meanwhile goes on (bounded by `backlog_max`, which the order path refuses beyond).
+The translation of events into rows is pure (`batch.py`) and applied to the writer's
+caches only after commit, so a retried batch writes exactly the same rows.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from datetime import datetime
+
+import asyncpg
+from loguru import logger
+
+from probo import metrics
+from probo.ledger.batch import BatchRows, PositionCost, build_batch
+from probo.orderbook import Entry
+
+BATCH_ENTRIES_MAX = 4096  # commands per transaction
+BACKLOG_MAX = 50_000  # entries not yet committed; the order path refuses beyond it
+RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+_ORDER_COLUMNS = (
+    "id", "user_id", "market_id", "outcome", "side", "type", "time_in_force", "price", "quantity",
+    "filled_quantity", "cost", "status", "cancel_reason", "client_order_id", "created_at", "updated_at",
+)  # fmt: skip
+_TRADE_COLUMNS = (
+    "id", "market_id", "kind", "yes_price", "quantity", "taker_order_id", "taker_user_id", "taker_outcome",
+    "taker_side", "maker_order_id", "maker_user_id", "maker_outcome", "maker_side", "created_at",
+)  # fmt: skip
+_TRANSFER_COLUMNS = (
+    "debit_account_id",
+    "credit_account_id",
+    "amount",
+    "kind",
+    "ref_type",
+    "ref_id",
+    "created_at",
+)
+_WITHDRAWAL_COLUMNS = ("id", "user_id", "idempotency_key", "amount", "status", "created_at")
+
+_UPDATE_ORDERS = """
+UPDATE orders AS o SET
+    filled_quantity = o.filled_quantity + d.filled,
+    cost = o.cost + d.cost,
+    status = coalesce(d.status, o.status),
+    cancel_reason = coalesce(d.reason, o.cancel_reason),
+    updated_at = d.at
+FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
+    AS d(id, filled, cost, status, reason, at)
+WHERE o.id = d.id
+"""
+_LOCK_ACCOUNTS = "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
+_APPLY_DELTAS = """
+UPDATE accounts AS a SET balance = a.balance + d.delta
+FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta)
+WHERE a.id = d.id
+"""
+_UPSERT_POSITIONS = """
+INSERT INTO positions (user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+ON CONFLICT (user_id, market_id) DO UPDATE SET
+    yes_quantity = excluded.yes_quantity, no_quantity = excluded.no_quantity,
+    yes_cost = excluded.yes_cost, no_cost = excluded.no_cost, realized_pnl = excluded.realized_pnl
+"""
+_UPDATE_MARKETS = """
+UPDATE markets AS m SET status = d.status
+FROM unnest($1::bigint[], $2::text[]) AS d(id, status) WHERE m.id = d.id
+"""
+_NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_new"
+
+
+class LedgerWriter:
+    def __init__(self, pool: asyncpg.Pool, *, backlog_max: int = BACKLOG_MAX) -> None:
+        self._pool = pool
+        self.backlog_max = backlog_max
+        self._pending: deque[Entry] = deque()
+        self._in_progress = 0
+        self._wakeup = asyncio.Event()
+        self._cash_accounts: dict[int, int] = {}  # user id -> user_cash account id
+        self._escrow_accounts: dict[int, int] = {}  # market id -> market_escrow account id
+        self._positions: dict[tuple[int, int], PositionCost] = {}
+        self._not_new: set[int] = set()
+        self.stalled_since: float | None = None  # monotonic time of the first failed try
+        self.committed_entries = 0
+
+    # --- the engine's side -------------------------------------------------------------
+
+    def append(self, entry: Entry) -> None:
+        """Queue one command's events; `entry.waiter` gets the entry once it commits."""
+        self._pending.append(entry)
+        if not self._wakeup.is_set():
+            self._wakeup.set()
+
+    @property
+    def backlog(self) -> int:
+        """Entries decided by the engine and not yet committed."""
+        return len(self._pending) + self._in_progress
+
+    def barrier(self) -> asyncio.Future[Entry]:
+        """A future done when everything appended so far has committed."""
+        waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        self.append(Entry((), datetime.now().astimezone(), waiter))
+        return waiter
+
+    # --- start-up ------------------------------------------------------------------------
+
+    async def load(self, conn: asyncpg.Connection) -> None:
+        """Read the account ids and position cost bases the translation needs."""
+        for row in await conn.fetch(
+            "SELECT id, user_id, market_id FROM accounts WHERE user_id IS NOT NULL OR market_id IS NOT NULL"
+        ):
+            if row["user_id"] is not None:
+                self._cash_accounts[row["user_id"]] = row["id"]
+            else:
+                self._escrow_accounts[row["market_id"]] = row["id"]
+        positions = await conn.fetch(
+            "SELECT user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl FROM positions"
+        )
+        self._positions = {
+            (r["user_id"], r["market_id"]): PositionCost(r[2], r[3], r[4], r[5], r[6])
+            for r in positions
+        }
+
+    # --- the consumer ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._pending:
+                count = min(len(self._pending), BATCH_ENTRIES_MAX)
+                batch = [self._pending.popleft() for _ in range(count)]
+                self._in_progress = count
+                await self._commit_until_done(batch)
+                self._in_progress = 0
+                self.committed_entries += count
+                for entry in batch:
+                    waiter = entry.waiter
+                    if waiter is not None and not waiter.done():
+                        waiter.set_result(entry)
+
+    async def drain(self, timeout_s: float) -> bool:
+        """Wait until everything appended so far has committed; False on timeout."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.barrier()), timeout_s)
+            return True
+        except TimeoutError:
+            return False
+
+    async def _commit_until_done(self, batch: list[Entry]) -> None:
+        tries = 0
+        while True:
+            try:
+                started = time.perf_counter()
+                await self._commit(batch)
+                metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
+                metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
+                if self.stalled_since is not None:
+                    logger.info("ledger writer recovered after {} tries", tries)
+                    self.stalled_since = None
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # every failure is retried: dropping a batch would lose money
+                if self.stalled_since is None:
+                    self.stalled_since = time.monotonic()
+                metrics.LEDGER_COMMIT_FAILURES.inc()
+                delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
+                tries += 1
+                log = (
+                    logger.warning
+                    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError))
+                    else logger.error
+                )
+                log(
+                    "ledger batch of {} entries failed ({!r}); retry {} in {} s",
+                    len(batch),
+                    exc,
+                    tries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    async def _commit(self, batch: list[Entry]) -> None:
+        async with self._pool.acquire(timeout=5.0) as conn, conn.transaction():
+            await self._fetch_missing_accounts(conn, batch)
+            rows = build_batch(
+                batch, self._cash_accounts, self._escrow_accounts, self._positions, self._not_new
+            )
+            await _write(conn, rows)
+        # Committed: only now do the caches move on.
+        self._positions.update(rows.positions)
+        self._not_new.update(rows.not_new)
+
+    async def _fetch_missing_accounts(self, conn: asyncpg.Connection, batch: list[Entry]) -> None:
+        users: set[int] = set()
+        markets: set[int] = set()
+        for entry in batch:
+            for event in entry.events:
+                user_id = getattr(event, "user_id", None)
+                if user_id is not None and user_id not in self._cash_accounts:
+                    users.add(user_id)
+                maker = getattr(event, "maker_user_id", None)
+                if maker is not None:
+                    if event.taker_user_id not in self._cash_accounts:  # type: ignore[union-attr]
+                        users.add(event.taker_user_id)  # type: ignore[union-attr]
+                    if maker not in self._cash_accounts:
+                        users.add(maker)
+                    if event.market_id not in self._escrow_accounts:  # type: ignore[union-attr]
+                        markets.add(event.market_id)  # type: ignore[union-attr]
+        if users:
+            for row in await conn.fetch(
+                "SELECT id, user_id FROM accounts WHERE user_id = ANY($1::bigint[])", list(users)
+            ):
+                self._cash_accounts[row["user_id"]] = row["id"]
+        if markets:
+            for row in await conn.fetch(
+                "SELECT id, market_id FROM accounts WHERE market_id = ANY($1::bigint[])",
+                list(markets),
+            ):
+                self._escrow_accounts[row["market_id"]] = row["id"]
+
+
+async def _write(conn: asyncpg.Connection, rows: BatchRows) -> None:
+    # Users before accounts: the same lock order as a referral, which locks both.
+    if rows.not_new:
+        await conn.execute(_NOT_NEW, sorted(rows.not_new))
+    if rows.new_orders:
+        await conn.copy_records_to_table("orders", records=rows.new_orders, columns=_ORDER_COLUMNS)
+    if rows.order_updates:
+        await conn.execute(_UPDATE_ORDERS, *zip(*rows.order_updates, strict=True))
+    if rows.trades:
+        await conn.copy_records_to_table("trades", records=rows.trades, columns=_TRADE_COLUMNS)
+    if rows.transfers:
+        await conn.copy_records_to_table(
+            "transfers", records=rows.transfers, columns=_TRANSFER_COLUMNS
+        )
+    if rows.account_deltas:
+        account_ids = sorted(rows.account_deltas)
+        # In id order, like every other posting, so concurrent postings cannot deadlock.
+        await conn.execute(_LOCK_ACCOUNTS, account_ids)
+        await conn.execute(
+            _APPLY_DELTAS, account_ids, [rows.account_deltas[i] for i in account_ids]
+        )
+    if rows.positions:
+        keys = list(rows.positions)
+        values = [rows.positions[k] for k in keys]
+        await conn.execute(
+            _UPSERT_POSITIONS,
+            [k[0] for k in keys],
+            [k[1] for k in keys],
+            [v.yes for v in values],
+            [v.no for v in values],
+            [v.yes_cost for v in values],
+            [v.no_cost for v in values],
+            [v.realized for v in values],
+        )
+    if rows.withdrawals:
+        await conn.copy_records_to_table(
+            "withdrawals", records=rows.withdrawals, columns=_WITHDRAWAL_COLUMNS
+        )
+    if rows.market_status:
+        ids = list(rows.market_status)
+        await conn.execute(_UPDATE_MARKETS, ids, [rows.market_status[i] for i in ids])

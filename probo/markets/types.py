@@ -1,0 +1,70 @@
+"""Wire types of the markets API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Literal
+
+import msgspec
+
+MarketStatus = Literal["open", "paused", "closed", "resolved"]
+
+
+class MarketCreate(msgspec.Struct, forbid_unknown_fields=True):
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    closes_at: Annotated[datetime, msgspec.Meta(tz=True)]
+    description: Annotated[str, msgspec.Meta(max_length=5000)] = ""
+    category: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    tick: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
+    settlement_fee_bps: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 0
+    rules: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+
+
+class Market(msgspec.Struct):
+    id: int
+    title: str
+    description: str
+    category: str
+    rules: str
+    status: MarketStatus
+    outcome: Literal["yes", "no", "void"] | None
+    tick: int
+    settlement_fee_bps: int
+    closes_at: datetime
+    created_at: datetime
+    best_yes_bid: int | None  # what buyers of YES bid now
+    best_no_bid: int | None
+    last_price: int | None  # YES price of the last trade
+    volume: int  # contracts traded
+
+
+class MarketPage(msgspec.Struct):
+    items: list[Market]
+    next_cursor: str | None
+
+
+class Level(msgspec.Struct):
+    price: int
+    quantity: int
+
+
+class OrderBook(msgspec.Struct):
+    market_id: int
+    seq: int
+    yes: list[Level]
+    no: list[Level]
+
+
+class Trade(msgspec.Struct):
+    id: int
+    price: int  # YES terms
+    quantity: int
+    kind: str
+    taker_outcome: str
+    taker_side: str
+    created_at: datetime
+
+
+class TradePage(msgspec.Struct):
+    items: list[Trade]
+    next_cursor: str | None

@@ -1,0 +1,114 @@
+"""Trading HTTP routes: orders, fills, portfolio."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from litestar import Response, delete, get, post
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.params import Parameter
+
+from probo.auth import Claims
+from probo.pagination import Cursor, Limit, decode_cursor
+from probo.trading.service import TradingService
+from probo.trading.types import CanceledOrders, FillPage, Order, OrderPage, OrderRequest, Portfolio
+
+OrderId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+MarketFilter = Annotated[int | None, Parameter(default=None, ge=1, le=2**63 - 1)]
+StatusFilter = Annotated[Literal["open", "filled", "canceled"] | None, Parameter(default=None)]
+
+
+def provide_trading_service(state: State) -> TradingService:
+    return state.trading
+
+
+dependencies = {"trading": Provide(provide_trading_service, sync_to_thread=False)}
+
+
+@post(
+    "/api/v1/orders",
+    tags=["trading"],
+    summary="Place an order",
+    description="201 with the order once its result has committed; 200 with the original for a repeated "
+    "client_order_id; 503 unavailable if it could not be confirmed within PROBO_ACK_TIMEOUT_MS.",
+)
+async def place_order(
+    data: OrderRequest, principal: Claims, trading: TradingService
+) -> Response[Order]:
+    order, created = await trading.place(principal.user_id, data)
+    return Response(order, status_code=201 if created else 200)
+
+
+@delete(
+    "/api/v1/orders/{order_id:int}",
+    status_code=200,
+    tags=["trading"],
+    summary="Cancel an open order",
+)
+async def cancel_order(order_id: OrderId, principal: Claims, trading: TradingService) -> Order:
+    return await trading.cancel(principal.user_id, order_id)
+
+
+@delete(
+    "/api/v1/orders",
+    status_code=200,
+    tags=["trading"],
+    summary="Cancel all my open orders (in one market)",
+)
+async def cancel_all_orders(
+    principal: Claims, trading: TradingService, market_id: MarketFilter = None
+) -> CanceledOrders:
+    return CanceledOrders(canceled=await trading.cancel_all(principal.user_id, market_id))
+
+
+@get("/api/v1/orders", tags=["trading"], summary="My orders, newest first")
+async def list_orders(
+    principal: Claims,
+    trading: TradingService,
+    status: StatusFilter = None,
+    market_id: MarketFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> OrderPage:
+    return await trading.orders(
+        principal.user_id,
+        status=status,
+        market_id=market_id,
+        limit=limit,
+        before_id=decode_cursor(cursor),
+    )
+
+
+@get("/api/v1/orders/{order_id:int}", tags=["trading"], summary="One of my orders, with its fills")
+async def get_order(order_id: OrderId, principal: Claims, trading: TradingService) -> Order:
+    return await trading.order(principal.user_id, order_id)
+
+
+@get("/api/v1/fills", tags=["trading"], summary="My fills, newest first")
+async def list_fills(
+    principal: Claims,
+    trading: TradingService,
+    market_id: MarketFilter = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> FillPage:
+    return await trading.fills(
+        principal.user_id, market_id=market_id, limit=limit, before_id=decode_cursor(cursor)
+    )
+
+
+@get("/api/v1/portfolio", tags=["trading"], summary="My positions with P&L")
+async def portfolio(principal: Claims, trading: TradingService) -> Portfolio:
+    return await trading.portfolio(principal.user_id)
+
+
+route_handlers = [
+    place_order,
+    cancel_order,
+    cancel_all_orders,
+    list_orders,
+    get_order,
+    list_fills,
+    portfolio,
+]

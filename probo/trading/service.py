@@ -1,0 +1,286 @@
+"""Trading use cases: place, cancel and cancel-all through the engine; orders, fills and
+the portfolio from Postgres.
+
+Placing never touches the database: the payload is checked, the user's rate limit
+taken, the command queued on its market, and the answer built from the command's own
+events once the ledger writer has committed them. A wait longer than
+`PROBO_ACK_TIMEOUT_MS` answers 503: the order may still commit, and the client finds
+it by `client_order_id`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+
+import asyncpg
+
+from probo import metrics
+from probo.config import Settings
+from probo.db import connection
+from probo.errors import ApiError, not_found, rate_limited, unavailable, validation_error
+from probo.orderbook import (
+    Backpressure,
+    CancelAll,
+    CancelOrder,
+    Engine,
+    EngineUnavailable,
+    Entry,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
+    PlaceOrder,
+    TradeExecuted,
+)
+from probo.pagination import page
+from probo.trading import queries
+from probo.trading.ratelimit import OrderRateLimiter
+from probo.trading.types import Fill as FillView
+from probo.trading.types import (
+    FillPage,
+    Order,
+    OrderPage,
+    OrderRequest,
+    Portfolio,
+    PortfolioPosition,
+    PortfolioTotals,
+    average,
+)
+
+PAYOUT = 1000
+# HTTP status per engine rejection; anything not listed is 422.
+REJECT_STATUS = {"not_found": 404, "market_not_open": 409, "order_not_open": 409}
+
+
+def rejection(event: OrderRejected) -> ApiError:
+    return ApiError(REJECT_STATUS.get(event.code, 422), event.code, event.message)
+
+
+def order_from_events(entry: Entry) -> Order:
+    """The answer to a new order, from the events its command produced."""
+    accepted: OrderAccepted = entry.events[0]  # type: ignore[assignment]
+    order_id = accepted.order_id
+    fills: list[FillView] = []
+    filled = cost = 0
+    status = "open"
+    reason = None
+    remaining = accepted.quantity
+    own_is_yes = accepted.outcome == "yes"
+    for event in entry.events:
+        kind = type(event)
+        if kind is TradeExecuted:
+            trade: TradeExecuted = event  # type: ignore[assignment]
+            if trade.taker_order_id != order_id:
+                continue
+            price = trade.yes_price if own_is_yes else PAYOUT - trade.yes_price
+            fills.append(FillView(trade.trade_id, price, trade.quantity, trade.kind, entry.at))
+            filled += trade.quantity
+            cost += price * trade.quantity
+            remaining = trade.taker_remaining
+        elif kind is OrderCanceled and event.order_id == order_id:  # type: ignore[union-attr]
+            status = "canceled"
+            reason = event.reason  # type: ignore[union-attr]
+    if status == "open" and filled == accepted.quantity:
+        status = "filled"
+    return Order(
+        id=order_id,
+        client_order_id=accepted.client_order_id,
+        market_id=accepted.market_id,
+        outcome=accepted.outcome,
+        side=accepted.side,
+        type=accepted.type,
+        time_in_force=accepted.time_in_force,
+        price=accepted.price if accepted.type == "limit" else None,
+        quantity=accepted.quantity,
+        status=status,  # type: ignore[arg-type]
+        filled_quantity=filled,
+        remaining_quantity=remaining if status == "open" else 0,
+        average_price=average(cost, filled),
+        fills=fills,
+        created_at=entry.at,
+        cancel_reason=reason,
+    )
+
+
+class TradingService:
+    def __init__(self, *, settings: Settings, pool: asyncpg.Pool, engine: Engine) -> None:
+        self._pool = pool
+        self._engine = engine
+        self._ack_timeout_s = settings.ack_timeout_ms / 1000
+        self._limiter = OrderRateLimiter(settings.order_rate_limit)
+
+    # --- commands ------------------------------------------------------------------------
+
+    async def place(self, user_id: int, request: OrderRequest) -> tuple[Order, bool]:
+        """(the order, whether it is new); a repeated client_order_id returns the original."""
+        wait_s = self._limiter.take(user_id)
+        if wait_s:
+            metrics.ORDERS.labels("rate_limited").inc()
+            raise rate_limited(math.ceil(wait_s), "too many orders; slow down")
+        if request.type == "market":
+            if request.price is not None:
+                raise validation_error("a market order has no price")
+            if request.time_in_force not in (None, "ioc"):
+                raise validation_error("a market order is ioc")
+            time_in_force = "ioc"
+        else:
+            if request.price is None:
+                raise validation_error("a limit order needs a price")
+            time_in_force = request.time_in_force or "gtc"
+        command = PlaceOrder(
+            user_id=user_id,
+            market_id=request.market_id,
+            outcome=request.outcome,
+            side=request.side,
+            type=request.type,
+            quantity=request.quantity,
+            price=request.price,
+            time_in_force=time_in_force,  # type: ignore[arg-type]
+            client_order_id=request.client_order_id,
+        )
+        entry = await self._ack(self._submit(command))
+        first = entry.events[0]
+        if type(first) is OrderAccepted:
+            metrics.ORDERS.labels("accepted").inc()
+            return order_from_events(entry), True
+        if type(first) is OrderDuplicate:
+            metrics.ORDERS.labels("duplicate").inc()
+            async with connection(self._pool) as conn:
+                original = await queries.order_by_client_id(conn, user_id, first.client_order_id)
+            if original is None:  # committed before the duplicate was answered: cannot be missing
+                raise unavailable("the original order is not readable yet; retry", 1)
+            return original, False
+        metrics.ORDERS.labels("rejected").inc()
+        raise rejection(first)  # type: ignore[arg-type]
+
+    async def cancel(self, user_id: int, order_id: int) -> Order:
+        market_id = self._engine.exchange.order_market(order_id, user_id)
+        if market_id is None:
+            async with connection(self._pool) as conn:
+                owner = await queries.order_owner(conn, order_id)
+            if owner != user_id:
+                raise not_found("order")
+            raise ApiError(409, "order_not_open", "the order is no longer open")
+        entry = await self._ack(self._submit(CancelOrder(user_id, market_id, order_id)))
+        first = entry.events[0] if entry.events else None
+        if type(first) is OrderRejected:
+            raise rejection(first)  # filled or canceled since it was looked up
+        async with connection(self._pool) as conn:
+            [order] = await queries.orders_by_ids(conn, user_id, [order_id])
+        return order
+
+    async def cancel_all(self, user_id: int, market_id: int | None) -> list[Order]:
+        markets = [market_id] if market_id is not None else list(self._engine.exchange.markets)
+        if market_id is not None and market_id not in self._engine.exchange.markets:
+            raise not_found("market")
+        waiters = [self._submit(CancelAll(user_id, m)) for m in markets]
+        entries = await asyncio.gather(*(self._ack(w) for w in waiters))
+        canceled = [
+            e.order_id for entry in entries for e in entry.events if type(e) is OrderCanceled
+        ]
+        if not canceled:
+            return []
+        async with connection(self._pool) as conn:
+            return await queries.orders_by_ids(conn, user_id, canceled)
+
+    def _submit(self, command: PlaceOrder | CancelOrder | CancelAll) -> asyncio.Future[Entry]:
+        try:
+            return self._engine.submit(command)
+        except KeyError:
+            raise not_found("market") from None
+        except Backpressure as exc:
+            metrics.ORDERS.labels("backpressure").inc()
+            raise unavailable(str(exc), exc.retry_after_s) from None
+        except EngineUnavailable as exc:
+            raise unavailable(str(exc), 1) from None
+
+    async def _ack(self, waiter: asyncio.Future[Entry]) -> Entry:
+        try:
+            return await asyncio.wait_for(asyncio.shield(waiter), self._ack_timeout_s)
+        except TimeoutError:
+            metrics.ORDERS.labels("ack_timeout").inc()
+            raise unavailable(
+                "not confirmed in time; it may still complete: look it up by client_order_id", 1
+            ) from None
+
+    # --- reads ---------------------------------------------------------------------------
+
+    async def order(self, user_id: int, order_id: int) -> Order:
+        async with connection(self._pool) as conn:
+            orders = await queries.orders_by_ids(conn, user_id, [order_id])
+        if not orders:
+            raise not_found("order")
+        return orders[0]
+
+    async def orders(
+        self,
+        user_id: int,
+        *,
+        status: str | None,
+        market_id: int | None,
+        limit: int,
+        before_id: int | None,
+    ) -> OrderPage:
+        async with connection(self._pool) as conn:
+            rows = await queries.list_orders(
+                conn,
+                user_id,
+                status=status,
+                market_id=market_id,
+                before_id=before_id,
+                limit=limit + 1,
+            )
+        items, cursor = page(rows, limit, lambda o: o.id)
+        return OrderPage(items=items, next_cursor=cursor)
+
+    async def fills(
+        self, user_id: int, *, market_id: int | None, limit: int, before_id: int | None
+    ) -> FillPage:
+        async with connection(self._pool) as conn:
+            rows = await queries.list_fills(
+                conn, user_id, market_id=market_id, before_id=before_id, limit=limit + 1
+            )
+        items, cursor = page(rows, limit, lambda f: f.trade_id)
+        return FillPage(items=items, next_cursor=cursor)
+
+    async def portfolio(self, user_id: int) -> Portfolio:
+        async with connection(self._pool) as conn:
+            rows = await queries.positions(conn, user_id)
+        exchange = self._engine.exchange
+        positions = []
+        for r in rows:
+            market_id = r["market_id"]
+            yes, no = r["yes_quantity"], r["no_quantity"]
+            mark = 0
+            if r["status"] in ("open", "paused") and market_id in exchange.markets:
+                depth = exchange.depth(market_id, 1)
+                best_yes = depth["yes"][0][0] if depth["yes"] else 0
+                best_no = depth["no"][0][0] if depth["no"] else 0
+                mark = yes * best_yes + no * best_no
+            invested = r["yes_cost"] + r["no_cost"]
+            positions.append(
+                PortfolioPosition(
+                    market_id=market_id,
+                    title=r["title"],
+                    status=r["status"],
+                    yes_quantity=yes,
+                    no_quantity=no,
+                    yes_locked=r["yes_locked"],
+                    no_locked=r["no_locked"],
+                    yes_average_price=average(r["yes_cost"], yes),
+                    no_average_price=average(r["no_cost"], no),
+                    invested=invested,
+                    mark_value=mark,
+                    unrealized_pnl=mark - invested,
+                    realized_pnl=r["realized_pnl"],
+                    payout=0,
+                )
+            )
+        totals = PortfolioTotals(
+            invested=sum(p.invested for p in positions),
+            mark_value=sum(p.mark_value for p in positions),
+            unrealized_pnl=sum(p.unrealized_pnl for p in positions),
+            realized_pnl=sum(p.realized_pnl for p in positions),
+        )
+        return Portfolio(positions=positions, totals=totals)
