@@ -1,0 +1,145 @@
+"""Helpers for tests that trade through the API: markets, funded users, orders, and
+the engine-equals-Postgres check (SPEC §3 invariant 5)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import asyncpg
+import httpx
+from litestar import Litestar
+
+from tests.conftest import bearer, login
+
+
+async def create_market(client: httpx.AsyncClient, admin: dict[str, str], **fields: object) -> dict:
+    body = {
+        "title": f"Will test {uuid.uuid4().hex[:6]} pass?",
+        "category": "testing",
+        "closes_at": (datetime.now(UTC) + timedelta(days=7)).isoformat(),
+        **fields,
+    }
+    response = await client.post("/api/v1/admin/markets", json=body, headers=admin)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+class Trader:
+    """A logged-in user with bearer headers."""
+
+    def __init__(self, client: httpx.AsyncClient, token: str, user_id: int) -> None:
+        self.client = client
+        self.headers = bearer(token)
+        self.id = user_id
+
+    async def order(self, market_id: int, outcome: str, side: str, quantity: int, price: int | None = None,
+                    **extra: object) -> httpx.Response:  # fmt: skip
+        body: dict[str, object] = {
+            "market_id": market_id,
+            "outcome": outcome,
+            "side": side,
+            "type": "market" if price is None else "limit",
+            "quantity": quantity,
+            **extra,
+        }
+        if price is not None:
+            body["price"] = price
+        return await self.client.post("/api/v1/orders", json=body, headers=self.headers)
+
+    async def placed(self, *args: object, **kwargs: object) -> dict:
+        response = await self.order(*args, **kwargs)  # type: ignore[arg-type]
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def wallet(self) -> dict:
+        response = await self.client.get("/api/v1/wallet", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    async def portfolio_position(self, market_id: int) -> dict | None:
+        response = await self.client.get("/api/v1/portfolio", headers=self.headers)
+        assert response.status_code == 200, response.text
+        return next((p for p in response.json()["positions"] if p["market_id"] == market_id), None)
+
+
+async def funded_trader(client: httpx.AsyncClient, outbox: Path, deposit: int = 0) -> Trader:
+    """A new user with the signup bonus (1500) plus `deposit` paise."""
+    token, body = await login(client, outbox)
+    trader = Trader(client, token, body["user"]["id"])
+    if deposit:
+        response = await client.post(
+            "/api/v1/wallet/deposits",
+            json={"amount": deposit, "idempotency_key": uuid.uuid4().hex},
+            headers=trader.headers,
+        )
+        assert response.status_code == 201, response.text
+    return trader
+
+
+async def database_position(db: asyncpg.Pool, user_id: int, market_id: int) -> tuple[int, int]:
+    row = await db.fetchrow(
+        "SELECT yes_quantity, no_quantity FROM positions WHERE user_id = $1 AND market_id = $2",
+        user_id,
+        market_id,
+    )
+    return (row["yes_quantity"], row["no_quantity"]) if row else (0, 0)
+
+
+async def database_cash(db: asyncpg.Pool, user_id: int) -> int:
+    return await db.fetchval("SELECT balance FROM accounts WHERE user_id = $1", user_id)
+
+
+async def escrow(db: asyncpg.Pool, market_id: int) -> int:
+    return await db.fetchval("SELECT balance FROM accounts WHERE market_id = $1", market_id)
+
+
+async def engine_differences(app: Litestar, db: asyncpg.Pool) -> list[str]:
+    """SPEC §3 invariant 5, once the writer has drained: what differs between the engine
+    and Postgres (cash per user, contracts per user and market, escrow per market)."""
+    assert await app.state.writer.drain(10.0)
+    exchange = app.state.engine.exchange
+    exchange.validate()
+    differences = []
+    cash = {
+        r["user_id"]: r["balance"]
+        for r in await db.fetch("SELECT user_id, balance FROM accounts WHERE user_id IS NOT NULL")
+    }
+    engine_cash = exchange.cash_by_user()
+    for user_id in cash.keys() | engine_cash.keys():
+        if cash.get(user_id, 0) != engine_cash.get(user_id, 0):
+            differences.append(
+                f"user {user_id} cash: engine {engine_cash.get(user_id, 0)}, db {cash.get(user_id, 0)}"
+            )
+    rows = await db.fetch("SELECT user_id, market_id, yes_quantity, no_quantity FROM positions")
+    positions = {(r[0], r[1]): (r[2], r[3]) for r in rows if r[2] or r[3]}
+    engine_positions = exchange.positions_by_market()
+    for key in positions.keys() | engine_positions.keys():
+        if positions.get(key, (0, 0)) != engine_positions.get(key, (0, 0)):
+            differences.append(
+                f"position {key}: engine {engine_positions.get(key)}, db {positions.get(key)}"
+            )
+    for row in await db.fetch(
+        "SELECT market_id, balance FROM accounts WHERE market_id IS NOT NULL"
+    ):
+        if (
+            row["market_id"] in exchange.markets
+            and exchange.escrow(row["market_id"]) != row["balance"]
+        ):
+            differences.append(
+                f"market {row['market_id']} escrow: engine {exchange.escrow(row['market_id'])}, db {row['balance']}"
+            )
+    open_db = {
+        r[0]: r[1]
+        for r in await db.fetch(
+            "SELECT id, quantity - filled_quantity FROM orders WHERE status = 'open'"
+        )
+    }
+    open_engine = {
+        o.order_id: o.remaining for m in exchange.markets for o in exchange.open_orders(m)
+    }
+    if open_db != open_engine:
+        differences.append(f"open orders differ: only db {sorted(open_db.keys() - open_engine.keys())[:10]}, "
+                           f"only engine {sorted(open_engine.keys() - open_db.keys())[:10]}")  # fmt: skip
+    return differences
