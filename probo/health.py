@@ -1,4 +1,4 @@
-"""Liveness, readiness and metrics endpoints.
+"""Liveness, readiness, metrics, and the live audit of the ledger and the engine.
 
 Ready means: Postgres answers and the engine has recovered. Redis is reported too, but
 its absence does not make the process unready: trading never needs Redis (SPEC §7).
@@ -13,11 +13,14 @@ from litestar import Response, get
 from litestar.datastructures import State
 
 from probo import metrics
-from probo.db import UNAVAILABLE_ERRORS
-from probo.errors import error_body
+from probo.auth import Claims
+from probo.db import UNAVAILABLE_ERRORS, connection
+from probo.errors import error_body, unavailable
+from probo.ledger import Breach, EngineState, engine_breaches, ledger_breaches
 from probo.redis_store import REDIS_UNAVAILABLE_ERRORS
 
 CHECK_TIMEOUT_S = 1.0
+AUDIT_DRAIN_TIMEOUT_S = 10.0
 
 
 class Alive(msgspec.Struct):
@@ -73,4 +76,26 @@ async def metrics_endpoint() -> Response[bytes]:
     return Response(body, media_type=content_type)
 
 
-route_handlers = [healthz, readyz, metrics_endpoint]
+class AuditReport(msgspec.Struct):
+    ok: bool
+    breaches: list[Breach]
+
+
+@get(
+    "/api/v1/admin/audit",
+    tags=["admin"],
+    summary="SPEC §3 invariants 1-5 against the live engine",
+    description="Meaningful when trading is idle: the engine's state is taken, the ledger writer drained, "
+    "then Postgres read and compared.",
+)
+async def live_audit(admin: Claims, state: State) -> AuditReport:
+    cash, positions, escrow, open_orders = state.engine.state()
+    if not await state.writer.drain(AUDIT_DRAIN_TIMEOUT_S):
+        raise unavailable("the ledger writer did not drain", 1)
+    engine = EngineState(cash=cash, positions=positions, escrow=escrow, open_orders=open_orders)
+    async with connection(state.pool) as conn:
+        breaches = await ledger_breaches(conn) + await engine_breaches(conn, engine)
+    return AuditReport(ok=not breaches, breaches=breaches)
+
+
+route_handlers = [healthz, readyz, metrics_endpoint, live_audit]

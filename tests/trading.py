@@ -11,6 +11,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
+from probo.ledger import EngineState, engine_breaches
 from tests.conftest import bearer, login
 
 
@@ -96,50 +97,16 @@ async def escrow(db: asyncpg.Pool, market_id: int) -> int:
 
 
 async def engine_differences(app: Litestar, db: asyncpg.Pool) -> list[str]:
-    """SPEC §3 invariant 5, once the writer has drained: what differs between the engine
-    and Postgres (cash per user, contracts per user and market, escrow per market)."""
+    """SPEC §3 invariant 5 (the engine idle, the writer drained): what differs between
+    the engine and Postgres; and the engine's own invariants hold."""
+    app.state.engine.exchange.validate()
+    cash, positions, escrow_by_market, open_orders = app.state.engine.state()
     assert await app.state.writer.drain(10.0)
-    exchange = app.state.engine.exchange
-    exchange.validate()
-    differences = []
-    cash = {
-        r["user_id"]: r["balance"]
-        for r in await db.fetch("SELECT user_id, balance FROM accounts WHERE user_id IS NOT NULL")
-    }
-    engine_cash = exchange.cash_by_user()
-    for user_id in cash.keys() | engine_cash.keys():
-        if cash.get(user_id, 0) != engine_cash.get(user_id, 0):
-            differences.append(
-                f"user {user_id} cash: engine {engine_cash.get(user_id, 0)}, db {cash.get(user_id, 0)}"
-            )
-    rows = await db.fetch("SELECT user_id, market_id, yes_quantity, no_quantity FROM positions")
-    positions = {(r[0], r[1]): (r[2], r[3]) for r in rows if r[2] or r[3]}
-    engine_positions = exchange.positions_by_market()
-    for key in positions.keys() | engine_positions.keys():
-        if positions.get(key, (0, 0)) != engine_positions.get(key, (0, 0)):
-            differences.append(
-                f"position {key}: engine {engine_positions.get(key)}, db {positions.get(key)}"
-            )
-    for row in await db.fetch(
-        "SELECT market_id, balance FROM accounts WHERE market_id IS NOT NULL"
-    ):
-        if (
-            row["market_id"] in exchange.markets
-            and exchange.escrow(row["market_id"]) != row["balance"]
-        ):
-            differences.append(
-                f"market {row['market_id']} escrow: engine {exchange.escrow(row['market_id'])}, db {row['balance']}"
-            )
-    open_db = {
-        r[0]: r[1]
-        for r in await db.fetch(
-            "SELECT id, quantity - filled_quantity FROM orders WHERE status = 'open'"
+    async with db.acquire() as conn:
+        breaches = await engine_breaches(
+            conn,
+            EngineState(
+                cash=cash, positions=positions, escrow=escrow_by_market, open_orders=open_orders
+            ),
         )
-    }
-    open_engine = {
-        o.order_id: o.remaining for m in exchange.markets for o in exchange.open_orders(m)
-    }
-    if open_db != open_engine:
-        differences.append(f"open orders differ: only db {sorted(open_db.keys() - open_engine.keys())[:10]}, "
-                           f"only engine {sorted(open_engine.keys() - open_db.keys())[:10]}")  # fmt: skip
-    return differences
+    return [breach.message for breach in breaches]

@@ -1,6 +1,6 @@
 """The append-only double-entry ledger in Postgres: accounts, transfers, the audit."""
 
-from probo.ledger.audit import Breach, audit_url, engine_breaches, ledger_breaches
+from probo.ledger.audit import Breach, EngineState, audit_url, engine_breaches, ledger_breaches
 from probo.ledger.store import (
     open_user_account,
     post_transfers,
@@ -22,6 +22,7 @@ __all__ = [
     "PLATFORM_BONUS_ACCOUNT_ID",
     "PLATFORM_FEES_ACCOUNT_ID",
     "Breach",
+    "EngineState",
     "InsufficientBalance",
     "LedgerWriter",
     "Transfer",

@@ -117,22 +117,63 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
     return breaches
 
 
-def engine_breaches(
-    engine_cash: Mapping[int, int], database_cash: Mapping[int, int]
-) -> list[Breach]:
-    """Invariant 5 for cash: the engine's balances equal Postgres's, user by user."""
-    differing = sorted(
-        user_id
-        for user_id in engine_cash.keys() | database_cash.keys()
-        if engine_cash.get(user_id, 0) != database_cash.get(user_id, 0)
+class EngineState(msgspec.Struct, frozen=True):
+    """What invariant 5 compares: the engine's cash per user, contracts per (user,
+    market), escrow per market and open orders' remaining quantity."""
+
+    cash: dict[int, int]
+    positions: dict[tuple[int, int], tuple[int, int]]
+    escrow: dict[int, int]
+    open_orders: dict[int, int]
+
+
+def _differences(what: str, engine: Mapping, database: Mapping, zero: object) -> list[str]:
+    keys = sorted(
+        k for k in engine.keys() | database.keys() if engine.get(k, zero) != database.get(k, zero)
+    )
+    return [
+        f"{what} {k}: engine {engine.get(k, zero)} vs database {database.get(k, zero)}"
+        for k in keys
+    ]
+
+
+async def engine_breaches(conn: asyncpg.Connection, engine: EngineState) -> list[Breach]:
+    """Invariant 5: with the engine idle and the writer drained, the engine's balances,
+    positions, escrows and open orders equal Postgres's."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        cash = dict(
+            await conn.fetch("SELECT user_id, balance FROM accounts WHERE user_id IS NOT NULL")
+        )
+        escrow = dict(
+            await conn.fetch("SELECT market_id, balance FROM accounts WHERE market_id IS NOT NULL")
+        )
+        positions = {
+            (r[0], r[1]): (r[2], r[3])
+            for r in await conn.fetch(
+                "SELECT user_id, market_id, yes_quantity, no_quantity FROM positions "
+                "WHERE yes_quantity > 0 OR no_quantity > 0"
+            )
+        }
+        open_orders = dict(
+            await conn.fetch(
+                "SELECT id, quantity - filled_quantity FROM orders WHERE status = 'open'"
+            )
+        )
+    differing = (
+        _differences("user cash", engine.cash, cash, 0)
+        + _differences("position (user, market)", engine.positions, positions, (0, 0))
+        + _differences("market escrow", engine.escrow, escrow, 0)
+        + _differences("open order", engine.open_orders, open_orders, None)
     )
     if not differing:
         return []
-    shown = "; ".join(
-        f"user {u}: engine {engine_cash.get(u, 0)} vs database {database_cash.get(u, 0)}"
-        for u in differing[:BREACH_ROWS_MAX]
+    shown = "; ".join(differing[:BREACH_ROWS_MAX])
+    more = (
+        f" (and {len(differing) - BREACH_ROWS_MAX} more)"
+        if len(differing) > BREACH_ROWS_MAX
+        else ""
     )
-    return [Breach("5-engine-equals-database", f"{len(differing)} user(s) differ: {shown}")]
+    return [Breach("5-engine-equals-database", f"{len(differing)} difference(s): {shown}{more}")]
 
 
 async def audit_url(url: str) -> list[Breach]:

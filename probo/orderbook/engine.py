@@ -216,6 +216,22 @@ class Engine:
         sink.append(Entry([event], datetime.now(UTC), waiter))
         return waiter
 
+    # --- invariant 5 ---------------------------------------------------------------------------
+
+    def state(
+        self,
+    ) -> tuple[
+        dict[int, int], dict[tuple[int, int], tuple[int, int]], dict[int, int], dict[int, int]
+    ]:
+        """(cash per user, contracts per (user, market), escrow per market, open orders'
+        remaining) as the engine holds them now."""
+        exchange = self.exchange
+        escrow = {market_id: exchange.escrow(market_id) for market_id in exchange.markets}
+        open_orders = {
+            o.order_id: o.remaining for m in exchange.markets for o in exchange.open_orders(m)
+        }
+        return exchange.cash_by_user(), exchange.positions_by_market(), escrow, open_orders
+
     # --- outside credits ---------------------------------------------------------------------
 
     def create_user(self, command: CreateUser) -> None:
