@@ -62,6 +62,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     order_rate_limit: int = 50
     ack_timeout_ms: int = 5000
+    # Engine decisions not yet committed by the ledger writer; new orders get 503 beyond.
+    ledger_backlog_max: int = 50_000
     # Outside credits (bonus, referral, deposit) wait at most this long for the engine.
     engine_mirror_wait_ms: int = 1000
     engine_mirror_tries_max: int = 3
@@ -109,6 +111,7 @@ _INT_BOUNDS: dict[str, tuple[str, int, int]] = {
     "PROBO_REFERRAL_BONUS": ("referral_bonus", 0, 100_000_000),
     "PROBO_ORDER_RATE_LIMIT": ("order_rate_limit", 1, 100_000_000),
     "PROBO_ACK_TIMEOUT_MS": ("ack_timeout_ms", 10, 600_000),
+    "PROBO_LEDGER_BACKLOG_MAX": ("ledger_backlog_max", 1, 10_000_000),
     "PROBO_ENGINE_MIRROR_WAIT_MS": ("engine_mirror_wait_ms", 0, 60_000),
     "PROBO_REQUEST_BODY_BYTES_MAX": ("request_body_bytes_max", 1024, 10_000_000),
 }

@@ -29,7 +29,6 @@ from probo.ledger.batch import BatchRows, PositionCost, build_batch
 from probo.orderbook import Entry
 
 BATCH_ENTRIES_MAX = 4096  # commands per transaction
-BACKLOG_MAX = 50_000  # entries not yet committed; the order path refuses beyond it
 RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
 _ORDER_COLUMNS = (
@@ -83,9 +82,9 @@ _NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_
 
 
 class LedgerWriter:
-    def __init__(self, pool: asyncpg.Pool, *, backlog_max: int = BACKLOG_MAX) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, backlog_max: int) -> None:
         self._pool = pool
-        self.backlog_max = backlog_max
+        self.backlog_max = backlog_max  # entries not yet committed; the order path refuses beyond
         self._pending: deque[Entry] = deque()
         self._in_progress = 0
         self._wakeup = asyncio.Event()

@@ -16,6 +16,7 @@ from probo.trading.types import CanceledOrders, FillPage, Order, OrderPage, Orde
 
 OrderId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 MarketFilter = Annotated[int | None, Parameter(default=None, ge=1, le=2**63 - 1)]
+ClientOrderIdFilter = Annotated[str | None, Parameter(default=None, max_length=64)]
 StatusFilter = Annotated[Literal["open", "filled", "canceled"] | None, Parameter(default=None)]
 
 
@@ -68,6 +69,7 @@ async def list_orders(
     trading: TradingService,
     status: StatusFilter = None,
     market_id: MarketFilter = None,
+    client_order_id: ClientOrderIdFilter = None,
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> OrderPage:
@@ -75,6 +77,7 @@ async def list_orders(
         principal.user_id,
         status=status,
         market_id=market_id,
+        client_order_id=client_order_id,
         limit=limit,
         before_id=decode_cursor(cursor),
     )

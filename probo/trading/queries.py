@@ -104,6 +104,7 @@ async def list_orders(
     *,
     status: str | None,
     market_id: int | None,
+    client_order_id: str | None,
     before_id: int | None,
     limit: int,
 ) -> list[Order]:
@@ -112,6 +113,7 @@ async def list_orders(
         SELECT {_ORDER_COLUMNS} FROM orders
         WHERE user_id = $1 AND id < $2
           AND ($3::text IS NULL OR status = $3) AND ($4::bigint IS NULL OR market_id = $4)
+          AND ($6::text IS NULL OR client_order_id = $6)
         ORDER BY id DESC LIMIT $5
         """,
         user_id,
@@ -119,6 +121,7 @@ async def list_orders(
         status,
         market_id,
         limit,
+        client_order_id,
     )
     fills = await _fills_of(conn, [r["id"] for r in rows])
     return [_order(r, fills.get(r["id"], [])) for r in rows]

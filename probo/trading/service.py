@@ -219,6 +219,7 @@ class TradingService:
         *,
         status: str | None,
         market_id: int | None,
+        client_order_id: str | None,
         limit: int,
         before_id: int | None,
     ) -> OrderPage:
@@ -228,6 +229,7 @@ class TradingService:
                 user_id,
                 status=status,
                 market_id=market_id,
+                client_order_id=client_order_id,
                 before_id=before_id,
                 limit=limit + 1,
             )
