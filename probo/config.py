@@ -58,7 +58,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     referral_bonus: int = 1000
     deposit_amount_min: int = 100
     deposit_amount_max: int = 10_000_000
-    withdrawal_amount_min: int = 100
 
     order_rate_limit: int = 50
     ack_timeout_ms: int = 5000

@@ -38,6 +38,7 @@ from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGatewa
 from probo.wallet.types import Deposit, TransactionPage, Wallet, WalletTransaction, Withdrawal
 
 DEPOSITS_IN_FLIGHT_MAX = 10_000
+WITHDRAWAL_AMOUNT_MIN = 100  # paise, like the smallest deposit
 _DEPOSIT_COLUMNS = (
     "id, user_id, amount, status, idempotency_key, gateway, gateway_reference, failure_reason, "
     "transfer_id, created_at, completed_at"
@@ -293,9 +294,9 @@ class WalletService:
     ) -> tuple[Withdrawal, bool]:
         """(the withdrawal, whether this call made it). Raises ApiError."""
         settings = self._settings
-        if not settings.withdrawal_amount_min <= amount <= settings.deposit_amount_max:
+        if not WITHDRAWAL_AMOUNT_MIN <= amount <= settings.deposit_amount_max:
             raise validation_error(
-                f"amount must be between {settings.withdrawal_amount_min} and {settings.deposit_amount_max} paise"
+                f"amount must be between {WITHDRAWAL_AMOUNT_MIN} and {settings.deposit_amount_max} paise"
             )
         async with connection(self._pool) as conn:
             kyc_status = await kyc_status_of(conn, user_id)
