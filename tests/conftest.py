@@ -31,7 +31,7 @@ from litestar import Litestar
 from probo.app import create_app
 from probo.config import Settings, load_settings
 from probo.db import migrate, with_database
-from probo.ledger import ledger_breaches
+from probo.ledger import audit_url, ledger_breaches
 from tests.fakes import fake_twilio  # noqa: F401  (a fixture for every test module)
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -46,7 +46,9 @@ def pytest_configure(config: pytest.Config) -> None:
     for source in (ROOT / "probo" / "orderbook").glob("*.py"):
         for compiled in source.parent.glob(source.stem + ".cpython-*.so"):
             if compiled.stat().st_mtime < source.stat().st_mtime:
-                raise pytest.UsageError(f"{compiled.name} is older than {source.name}: run `make install`")
+                raise pytest.UsageError(
+                    f"{compiled.name} is older than {source.name}: run `make install`"
+                )
 
 
 @pytest.fixture(scope="session")
@@ -108,12 +110,31 @@ async def database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
         yield url
         # After every money movement of the run, the operator's tool agrees (exit 0).
         audit = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "probo", "audit", "--database-url", url, stdout=asyncio.subprocess.PIPE
+            sys.executable,
+            "-m",
+            "probo",
+            "audit",
+            "--database-url",
+            url,
+            stdout=asyncio.subprocess.PIPE,
         )
         output, _ = await audit.communicate()
         assert audit.returncode == 0, output.decode()
     finally:
         await drop_database(admin_url, url)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def side_database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database for the extra app instances tests start (other settings, a proxy): the
+    session app's engine must stay the only one that trades on `database_url`, or the
+    engine-equals-Postgres checks would see other engines' users."""
+    url = await create_database(server_urls[0])
+    try:
+        yield url
+        assert await audit_url(url) == []
+    finally:
+        await drop_database(server_urls[0], url)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -155,7 +176,9 @@ def make_settings(
 
 
 @pytest.fixture(scope="session")
-def settings(server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path) -> Settings:
+def settings(
+    server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path
+) -> Settings:
     return make_settings(database_url, server_urls[1], redis_prefix, outbox_path)
 
 
@@ -176,7 +199,13 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
     # keep-alive timeouts (httpx's and uvicorn's default 5 s) a request can race the
     # server's close and fail with ReadError.
     config = uvicorn.Config(
-        app, host="127.0.0.1", port=port, lifespan="on", log_level="warning", access_log=False, timeout_keep_alive=60
+        app,
+        host="127.0.0.1",
+        port=port,
+        lifespan="on",
+        log_level="warning",
+        access_log=False,
+        timeout_keep_alive=60,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
@@ -190,7 +219,9 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         raise RuntimeError("test server did not start")
     try:
         limits = httpx.Limits(keepalive_expiry=CLIENT_KEEPALIVE_S)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits) as http:
+        async with httpx.AsyncClient(
+            base_url=f"http://127.0.0.1:{port}", timeout=30, limits=limits
+        ) as http:
             yield http
     finally:
         server.should_exit = True
@@ -246,12 +277,16 @@ def last_otp(outbox: Path, phone: str) -> str:
     raise AssertionError(f"no OTP sent to {phone}")
 
 
-async def login(client: httpx.AsyncClient, outbox: Path, phone: str | None = None) -> tuple[str, dict]:
+async def login(
+    client: httpx.AsyncClient, outbox: Path, phone: str | None = None
+) -> tuple[str, dict]:
     """Log a user in through the API; returns (bearer token, the verify response body)."""
     phone = phone or new_phone()
     response = await client.post("/api/v1/auth/otp", json={"phone": phone})
     assert response.status_code == 202, response.text
-    response = await client.post("/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox, phone)})
+    response = await client.post(
+        "/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox, phone)}
+    )
     assert response.status_code == 200, response.text
     client.cookies.clear()  # callers choose bearer or cookie explicitly
     body = response.json()

@@ -6,6 +6,7 @@ there with its fills, `probo audit` passes, and the restarted engine equals Post
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import random
 import signal
@@ -21,7 +22,15 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from tests.conftest import ROOT, bearer, create_database, drop_database, free_port, last_otp, new_phone
+from tests.conftest import (
+    ROOT,
+    bearer,
+    create_database,
+    drop_database,
+    free_port,
+    last_otp,
+    new_phone,
+)
 from tests.trading import Trader, create_market
 
 READY_TIMEOUT_S = 60
@@ -59,14 +68,18 @@ class Server:
         )
         self.process: subprocess.Popen | None = None
 
+    def _spawn(self) -> subprocess.Popen:
+        with open(self.log, "ab") as log:
+            return subprocess.Popen(
+                [sys.executable, "-m", "probo", "serve"],
+                env=self.env,
+                cwd=ROOT,
+                stdout=subprocess.DEVNULL,
+                stderr=log,
+            )
+
     async def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "probo", "serve"],
-            env=self.env,
-            cwd=ROOT,
-            stdout=subprocess.DEVNULL,
-            stderr=open(self.log, "ab"),
-        )
+        self.process = await asyncio.to_thread(self._spawn)
         deadline = time.monotonic() + READY_TIMEOUT_S
         async with httpx.AsyncClient(base_url=self.base, timeout=1) as http:
             while time.monotonic() < deadline:
@@ -104,25 +117,44 @@ async def database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
 
 async def _login(http: httpx.AsyncClient, server: Server, phone: str) -> tuple[str, int]:
     assert (await http.post("/api/v1/auth/otp", json={"phone": phone})).status_code == 202
-    response = await http.post("/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(server.outbox, phone)})
+    response = await http.post(
+        "/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(server.outbox, phone)}
+    )
     assert response.status_code == 200, response.text
     return response.json()["token"], response.json()["user"]["id"]
 
 
-async def _trade_until_killed(trader: Trader, market_ids: list[int], acked: list[dict], stop: asyncio.Event) -> None:
+async def _trade_until_killed(
+    trader: Trader,
+    market_ids: list[int],
+    acked: list[dict],
+    enough: asyncio.Event,
+    stop: asyncio.Event,
+) -> None:
     """Place orders (about a third crossing) until the server goes away; keep every 201."""
     rng = random.Random()
     while not stop.is_set():
         outcome = rng.choice(("yes", "no"))
-        price = rng.choice((400, 450, 500, 550)) if rng.random() < 0.35 else rng.choice((100, 150, 200, 250))
+        price = (
+            rng.choice((400, 450, 500, 550))
+            if rng.random() < 0.35
+            else rng.choice((100, 150, 200, 250))
+        )
         try:
             response = await trader.order(
-                rng.choice(market_ids), outcome, "buy", rng.randint(1, 5), price, client_order_id=uuid.uuid4().hex
+                rng.choice(market_ids),
+                outcome,
+                "buy",
+                rng.randint(1, 5),
+                price,
+                client_order_id=uuid.uuid4().hex,
             )
         except httpx.TransportError:
             return  # killed
         if response.status_code == 201:
             acked.append({**response.json(), "user_id": trader.id, "headers": trader.headers})
+            if len(acked) >= ACKS_BEFORE_KILL:
+                enough.set()
         else:
             assert response.status_code in (422, 503), response.text
 
@@ -151,19 +183,20 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
                 traders.append(trader)
 
             acked: list[dict] = []
-            stop = asyncio.Event()
+            enough, stop = asyncio.Event(), asyncio.Event()
             workers = [
-                asyncio.create_task(_trade_until_killed(t, market_ids, acked, stop))
+                asyncio.create_task(_trade_until_killed(t, market_ids, acked, enough, stop))
                 for t in traders
                 for _ in range(WORKERS_PER_TRADER)
             ]
-            deadline = time.monotonic() + LOAD_TIMEOUT_S
-            while len(acked) < ACKS_BEFORE_KILL and time.monotonic() < deadline:
-                await asyncio.sleep(0.01)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(enough.wait(), LOAD_TIMEOUT_S)
             server.kill()  # mid-flight: requests are queued, batches are being written
             stop.set()
             await asyncio.gather(*workers)
-        assert len(acked) >= ACKS_BEFORE_KILL, f"only {len(acked)} orders acknowledged before the deadline"
+        assert len(acked) >= ACKS_BEFORE_KILL, (
+            f"only {len(acked)} orders acknowledged before the deadline"
+        )
 
         await server.start()
         async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
@@ -171,15 +204,23 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
             try:
                 for order in acked:
                     row = await db.fetchrow(
-                        "SELECT user_id, client_order_id, filled_quantity FROM orders WHERE id = $1", order["id"]
+                        "SELECT user_id, client_order_id, filled_quantity FROM orders WHERE id = $1",
+                        order["id"],
                     )
                     assert row is not None, f"acknowledged order {order['id']} is missing"
-                    assert (row["user_id"], row["client_order_id"]) == (order["user_id"], order["client_order_id"])
+                    assert (row["user_id"], row["client_order_id"]) == (
+                        order["user_id"],
+                        order["client_order_id"],
+                    )
                     assert row["filled_quantity"] >= order["filled_quantity"]
                     acked_trades = {f["trade_id"] for f in order["fills"]}
                     if acked_trades:
-                        found = await db.fetch("SELECT id FROM trades WHERE id = ANY($1::bigint[])", list(acked_trades))
-                        assert {r["id"] for r in found} == acked_trades, f"fills of order {order['id']} lost"
+                        found = await db.fetch(
+                            "SELECT id FROM trades WHERE id = ANY($1::bigint[])", list(acked_trades)
+                        )
+                        assert {r["id"] for r in found} == acked_trades, (
+                            f"fills of order {order['id']} lost"
+                        )
             finally:
                 await db.close()
             # The restarted server answers for them too, and keeps trading.
@@ -193,18 +234,27 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
             assert audit.json() == {"ok": True, "breaches": []}
             again = await http.post(
                 "/api/v1/orders",
-                json={"market_id": market_ids[0], "outcome": "yes", "side": "buy", "type": "limit", "price": 100, "quantity": 1},
+                json={
+                    "market_id": market_ids[0],
+                    "outcome": "yes",
+                    "side": "buy",
+                    "type": "limit",
+                    "price": 100,
+                    "quantity": 1,
+                },
                 headers=sample["headers"],
             )
             assert again.status_code == 201, again.text
     finally:
         server.stop()
-    audit = subprocess.run(
-        [sys.executable, "-m", "probo", "audit"],
-        env={**server.env},
+    audit = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "probo",
+        "audit",
+        env=server.env,
         cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
+        stdout=asyncio.subprocess.PIPE,
     )
-    assert audit.returncode == 0, audit.stdout + audit.stderr
+    output, _ = await asyncio.wait_for(audit.communicate(), 60)
+    assert audit.returncode == 0, output.decode()

@@ -16,8 +16,10 @@ from tests.fakes import FakeTwilio
 
 
 @pytest_asyncio.fixture
-async def settings_args(server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path) -> AsyncIterator[tuple]:
-    yield database_url, server_urls[1], redis_prefix, outbox_path
+async def settings_args(
+    server_urls: tuple[str, str], side_database_url: str, redis_prefix: str, outbox_path: Path
+) -> AsyncIterator[tuple]:
+    yield side_database_url, server_urls[1], redis_prefix, outbox_path
 
 
 def app_with(args: tuple, **overrides: object) -> Litestar:
@@ -50,7 +52,9 @@ async def test_login_through_twilio(settings_args: tuple, fake_twilio: FakeTwili
         assert verify.json()["user"]["phone"] == phone
 
 
-async def test_sms_failure_answers_503_and_allows_an_immediate_retry(settings_args: tuple, fake_twilio: FakeTwilio) -> None:
+async def test_sms_failure_answers_503_and_allows_an_immediate_retry(
+    settings_args: tuple, fake_twilio: FakeTwilio
+) -> None:
     app = twilio_app(settings_args, fake_twilio)
     fake_twilio.replies.append((400, {"code": 21211, "message": "Invalid 'To' Phone Number"}))
     phone = new_phone()
@@ -63,10 +67,14 @@ async def test_sms_failure_answers_503_and_allows_an_immediate_retry(settings_ar
 
 
 async def test_otp_requests_per_ip_are_limited(settings_args: tuple) -> None:
-    app = app_with(settings_args, auth_ip_rate_limit=3, redis_key_prefix=settings_args[2] + "ip-limit:")
+    app = app_with(
+        settings_args, auth_ip_rate_limit=3, redis_key_prefix=settings_args[2] + "ip-limit:"
+    )
     async with serving(app) as client:
         for _ in range(3):
-            assert (await client.post("/api/v1/auth/otp", json={"phone": new_phone()})).status_code == 202
+            assert (
+                await client.post("/api/v1/auth/otp", json={"phone": new_phone()})
+            ).status_code == 202
         refused = await client.post("/api/v1/auth/otp", json={"phone": new_phone()})
         assert refused.status_code == 429
         assert refused.json()["error"]["code"] == "rate_limited"
@@ -74,12 +82,20 @@ async def test_otp_requests_per_ip_are_limited(settings_args: tuple) -> None:
 
 
 async def test_verify_attempts_per_ip_are_limited(settings_args: tuple) -> None:
-    app = app_with(settings_args, auth_verify_ip_rate_limit=2, redis_key_prefix=settings_args[2] + "verify-limit:")
+    app = app_with(
+        settings_args,
+        auth_verify_ip_rate_limit=2,
+        redis_key_prefix=settings_args[2] + "verify-limit:",
+    )
     async with serving(app) as client:
         for _ in range(2):
-            response = await client.post("/api/v1/auth/verify", json={"phone": new_phone(), "otp": "000000"})
+            response = await client.post(
+                "/api/v1/auth/verify", json={"phone": new_phone(), "otp": "000000"}
+            )
             assert response.json()["error"]["code"] == "otp_expired"
-        refused = await client.post("/api/v1/auth/verify", json={"phone": new_phone(), "otp": "000000"})
+        refused = await client.post(
+            "/api/v1/auth/verify", json={"phone": new_phone(), "otp": "000000"}
+        )
         assert refused.status_code == 429
         assert "retry-after" in refused.headers
 
@@ -91,6 +107,10 @@ async def test_session_cookie_is_secure_by_default(settings_args: tuple, outbox_
     phone = new_phone()
     async with serving(app) as client:
         await client.post("/api/v1/auth/otp", json={"phone": phone})
-        response = await client.post("/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox_path, phone)})
-        attributes = {part.strip().lower() for part in response.headers["set-cookie"].split(";")[1:]}
+        response = await client.post(
+            "/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox_path, phone)}
+        )
+        attributes = {
+            part.strip().lower() for part in response.headers["set-cookie"].split(";")[1:]
+        }
         assert {"httponly", "secure", "samesite=lax"} <= attributes
