@@ -1,4 +1,4 @@
-"""The `probo` command: serve, migrate, audit.
+"""The `probo` command: serve, migrate, audit, simulate.
 
 With no PROBO_DATABASE_URL / PROBO_REDIS_URL, each command first starts (or reuses)
 the embedded Postgres and Redis under PROBO_DATA_DIR (default ./.probo); `serve` stops
@@ -15,6 +15,7 @@ import signal
 import sys
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from pathlib import Path
 
 import asyncpg
 import msgspec
@@ -138,10 +139,28 @@ def audit(settings: Settings) -> int:
     return 1
 
 
+def simulate(settings: Settings, args: argparse.Namespace) -> int:
+    from probo.simulate import Options
+    from probo.simulate import simulate as run
+
+    options = Options(
+        url=args.url or f"http://{settings.host}:{settings.port}",
+        bots=args.bots,
+        rate=args.rate,
+        duration_s=args.duration,
+        outbox=Path(args.outbox) if args.outbox else settings.sms_outbox,
+        admin_phone=args.admin_phone or next(iter(sorted(settings.admin_phones)), None),
+    )
+    with suppress(KeyboardInterrupt):
+        return asyncio.run(run(options))
+    return 0
+
+
 COMMANDS: dict[str, tuple[Callable[[Settings], int], str]] = {
     "serve": (serve, "serve the exchange over HTTP"),
     "migrate": (migrate, "apply schema.sql (idempotent)"),
     "audit": (audit, "check the ledger invariants; exit 1 naming any breach"),
+    "simulate": (simulate, "bot traders against a running server (needs its outbox SMS provider)"),  # type: ignore[dict-item]
 }
 
 
@@ -152,6 +171,19 @@ def main(argv: list[str] | None = None) -> int:
         command = sub.add_parser(name, help=help_text)
         if name in ("migrate", "audit"):
             command.add_argument("--database-url", help="overrides PROBO_DATABASE_URL")
+        if name == "simulate":
+            command.add_argument("--url", help="the server (default http://PROBO_HOST:PROBO_PORT)")
+            command.add_argument("--bots", type=int, default=20, help="bot traders (default 20)")
+            command.add_argument(
+                "--rate", type=float, default=20.0, help="orders per second in all (default 20)"
+            )
+            command.add_argument(
+                "--duration", type=float, default=0.0, help="seconds; 0 runs until Ctrl-C"
+            )
+            command.add_argument(
+                "--outbox", help="the server's SMS outbox file (default PROBO_SMS_OUTBOX)"
+            )
+            command.add_argument("--admin-phone", help="creates a market if none is open")
     args = parser.parse_args(argv)
     overrides = {}
     if getattr(args, "database_url", None):
@@ -163,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     configure_logging(settings.log_level)
     handler, _ = COMMANDS[args.command]
+    if args.command == "simulate":
+        return simulate(settings, args)
     return handler(settings)
 
 
