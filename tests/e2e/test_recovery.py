@@ -149,3 +149,54 @@ async def test_postgres_outage_while_orders_flow(
             assert await engine_differences(app, db) == []
     finally:
         await proxy.cut()
+
+
+async def test_trading_goes_on_while_redis_is_away(
+    own_database: str, server_urls: tuple[str, str], redis_prefix: str, outbox_path: Path
+) -> None:
+    admin_phone = new_phone()
+    settings = make_settings(
+        own_database,
+        server_urls[1],
+        redis_prefix,
+        outbox_path,
+        admin_phones=frozenset({admin_phone}),
+    )
+    async with serving(create_app(settings)) as client:
+        admin_token, _ = await login(client, outbox_path, admin_phone)
+        market = await create_market(client, bearer(admin_token))
+        a, b = [await funded_trader(client, outbox_path, 100_000) for _ in range(2)]
+    # The same database and secret, Redis at an address where nothing listens.
+    no_redis = make_settings(
+        own_database,
+        "redis://127.0.0.1:1/0",
+        redis_prefix,
+        outbox_path,
+        admin_phones=frozenset({admin_phone}),
+    )
+    app = create_app(no_redis)
+    async with (
+        serving(app) as client,
+        asyncpg.create_pool(own_database, min_size=1, max_size=2) as db,
+    ):
+        a, b = rebind(a, client), rebind(b, client)
+        ready = (await client.get("/readyz")).json()
+        assert (ready["status"], ready["redis"]) == ("ready", False)
+        resting = await a.placed(market["id"], "yes", "buy", 5, 600)
+        taken = await b.placed(market["id"], "no", "buy", 3, 400)
+        assert [(f["quantity"], f["kind"]) for f in taken["fills"]] == [(3, "mint")]
+        canceled = await client.delete(f"/api/v1/orders/{resting['id']}", headers=a.headers)
+        assert canceled.json()["status"] == "canceled"
+        assert await a.wallet() == {
+            "currency": "INR",
+            "balance": 101_500 - 1800,
+            "locked": 0,
+            "available": 99_700,
+        }
+        assert (
+            await client.get("/api/v1/markets/{}/orderbook".format(market["id"]))
+        ).status_code == 200
+        assert_error(
+            await client.post("/api/v1/auth/otp", json={"phone": new_phone()}), 503, "unavailable"
+        )
+        assert await engine_differences(app, db) == []
