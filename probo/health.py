@@ -1,7 +1,8 @@
 """Liveness, readiness, metrics, and the live audit of the ledger and the engine.
 
-Ready means: Postgres answers and the engine has recovered. Redis is reported too, but
-its absence does not make the process unready: trading never needs Redis (SPEC §7).
+Ready means: Postgres answers, the engine has recovered, and the ledger writer is not
+stuck retrying a batch. Redis is reported too, but its absence does not make the
+process unready: trading never needs Redis (SPEC §7).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Readiness(msgspec.Struct):
     postgres: bool
     redis: bool
     engine: bool
+    ledger: bool  # the ledger writer is committing (not stuck retrying a batch)
 
 
 async def _postgres_ok(state: State) -> bool:
@@ -54,15 +56,24 @@ async def healthz() -> Alive:
     return Alive()
 
 
-@get("/readyz", tags=["operations"], summary="Ready to serve: Postgres up and engine recovered")
+@get(
+    "/readyz",
+    tags=["operations"],
+    summary="Ready to serve: Postgres up, engine recovered, ledger writer committing",
+)
 async def readyz(state: State) -> Response:
     if not getattr(state, "started", False):
         return Response(error_body("unavailable", "starting"), status_code=503)
     postgres, redis = await asyncio.gather(_postgres_ok(state), _redis_ok(state))
     engine = state.engine.ready
-    ready = postgres and engine
+    ledger = state.writer.stalled_since is None
+    ready = postgres and engine and ledger
     readiness = Readiness(
-        status="ready" if ready else "unavailable", postgres=postgres, redis=redis, engine=engine
+        status="ready" if ready else "unavailable",
+        postgres=postgres,
+        redis=redis,
+        engine=engine,
+        ledger=ledger,
     )
     if ready:
         return Response(readiness)

@@ -39,5 +39,24 @@ LEDGER_COMMIT_FAILURES = Counter(
 )
 
 
+_request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+REQUEST_LABELS_MAX = 10_000  # routes are templates, so this is only ever a few hundred
+
+
+def observe_request(method: str, route: str, status_code: int, seconds: float) -> None:
+    """Count and time one answered request (label children cached: this runs per request)."""
+    key = (method, route, status_code)
+    children = _request_children.get(key)
+    if children is None:
+        children = (
+            HTTP_REQUESTS.labels(method, route, str(status_code)),
+            HTTP_LATENCY.labels(method, route),
+        )
+        if len(_request_children) < REQUEST_LABELS_MAX:
+            _request_children[key] = children
+    children[0].inc()
+    children[1].observe(seconds)
+
+
 def render() -> tuple[bytes, str]:
     return generate_latest(), CONTENT_TYPE_LATEST

@@ -4,6 +4,7 @@ access log names the route, not the body or the query string."""
 
 from __future__ import annotations
 
+import itertools
 import sys
 import time
 import traceback
@@ -50,13 +51,18 @@ def configure_logging(level: str) -> None:
     )
 
 
+# Generated ids: a random prefix per process and a counter (cheaper than a uuid4 each).
+_REQUEST_ID_PREFIX = uuid.uuid4().hex[:12] + "-"
+_request_numbers = itertools.count(1)
+
+
 def _incoming_request_id(scope: Scope) -> str:
     for name, value in scope.get("headers", ()):
         if name == REQUEST_ID_HEADER:
             candidate = value.decode("latin-1")[:REQUEST_ID_LENGTH_MAX]
             if candidate.replace("-", "").isalnum():
                 return candidate
-    return uuid.uuid4().hex
+    return f"{_REQUEST_ID_PREFIX}{next(_request_numbers):x}"
 
 
 def request_context_middleware(app: ASGIApp) -> ASGIApp:
@@ -85,8 +91,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"
             method = scope.get("method", "")
-            metrics.HTTP_REQUESTS.labels(method, route, str(status_code)).inc()
-            metrics.HTTP_LATENCY.labels(method, route).observe(elapsed)
+            metrics.observe_request(method, route, status_code, elapsed)
             if status_code >= 500:
                 logger.warning(
                     "{} {} -> {} in {:.1f} ms", method, route, status_code, elapsed * 1000

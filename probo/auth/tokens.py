@@ -10,6 +10,9 @@ import msgspec
 
 ALGORITHM = "HS256"
 ROLES = ("user", "admin")
+# Tokens verified recently, so a busy session is checked once, not on every request
+# (expiry is still checked each time; revocation by the caller).
+VERIFIED_CACHE_MAX = 100_000
 
 
 class Claims(msgspec.Struct, frozen=True):
@@ -27,6 +30,7 @@ class TokenIssuer:
     def __init__(self, secret: str, ttl_s: int) -> None:
         self._key = secret.encode()
         self.ttl_s = ttl_s
+        self._verified: dict[str, Claims] = {}
 
     def issue(self, user_id: int, role: str) -> tuple[str, Claims]:
         now = int(time.time())
@@ -47,6 +51,17 @@ class TokenIssuer:
         return token, claims
 
     def decode(self, token: str) -> Claims:
+        claims = self._verified.get(token)
+        if claims is None:
+            claims = self._verify(token)
+            if len(self._verified) >= VERIFIED_CACHE_MAX:
+                self._verified.clear()
+            self._verified[token] = claims
+        if claims.expires_at <= time.time():
+            raise InvalidToken("Signature has expired")
+        return claims
+
+    def _verify(self, token: str) -> Claims:
         try:
             payload = jwt.decode(
                 token,

@@ -130,7 +130,8 @@ async def test_postgres_outage_while_orders_flow(
             responses = await asyncio.gather(*(b.order(m, "yes", "buy", 1, 50) for _ in range(30)))
             assert {r.status_code for r in responses} == {503}
             assert any("retry-after" in r.headers for r in responses)
-            assert (await client.get("/readyz")).status_code == 503
+            not_ready = (await client.get("/readyz")).json()["error"]["checks"]
+            assert (not_ready["postgres"], not_ready["ledger"]) == (False, False)
             await proxy.restore()
             # The writer retries until its batches commit; the orders were kept.
             for _ in range(100):

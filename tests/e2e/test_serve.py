@@ -42,7 +42,9 @@ def _start(data_dir: Path, port: int) -> tuple[subprocess.Popen, float]:
     deadline = started + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}: {(data_dir.parent / 'serve.log').read_text()[-2000:]}")
+            raise AssertionError(
+                f"serve exited with {process.returncode}: {(data_dir.parent / 'serve.log').read_text()[-2000:]}"
+            )
         try:
             if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
                 return process, time.monotonic() - started
@@ -60,14 +62,20 @@ def _stop(process: subprocess.Popen) -> int:
 
 def _login(base: str, outbox: Path, phone: str) -> str:
     assert httpx.post(f"{base}/api/v1/auth/otp", json={"phone": phone}).status_code == 202
-    otp = [json.loads(line) for line in outbox.read_text().splitlines() if json.loads(line)["to"] == phone][-1]["otp"]
+    otp = [
+        json.loads(line)
+        for line in outbox.read_text().splitlines()
+        if json.loads(line)["to"] == phone
+    ][-1]["otp"]
     response = httpx.post(f"{base}/api/v1/auth/verify", json={"phone": phone, "otp": otp})
     assert response.status_code == 200, response.text
     return response.json()["token"]
 
 
 @pytest.mark.slow
-def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(server_dir: Path) -> None:
+def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(
+    server_dir: Path,
+) -> None:
     data_dir = server_dir / "data"
     port = free_port()
     base = f"http://127.0.0.1:{port}"
@@ -76,13 +84,23 @@ def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(serve
     process, first_start_s = _start(data_dir, port)
     try:
         ready = httpx.get(f"{base}/readyz").json()
-        assert ready == {"status": "ready", "postgres": True, "redis": True, "engine": True}
+        assert ready == {
+            "status": "ready",
+            "postgres": True,
+            "redis": True,
+            "engine": True,
+            "ledger": True,
+        }
         assert httpx.get(f"{base}/healthz").status_code == 200
         assert "probo_http_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/schema/openapi.json").json()["info"]["title"] == "Probo"
         token = _login(base, data_dir / "sms-outbox.jsonl", phone)
         headers = {"Authorization": f"Bearer {token}"}
-        deposit = httpx.post(f"{base}/api/v1/wallet/deposits", json={"amount": 2500, "idempotency_key": "k1"}, headers=headers)
+        deposit = httpx.post(
+            f"{base}/api/v1/wallet/deposits",
+            json={"amount": 2500, "idempotency_key": "k1"},
+            headers=headers,
+        )
         assert deposit.status_code == 201
     finally:
         assert _stop(process) == 0
@@ -109,13 +127,25 @@ def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(serve
 
 def test_prod_refuses_to_start_without_a_secret(server_dir: Path) -> None:
     env = _clean_env(server_dir, free_port()) | {"PROBO_ENV": "prod", "PROBO_COOKIE_SECURE": "true"}
-    result = subprocess.run([sys.executable, "-m", "probo", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "probo", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "PROBO_JWT_SECRET" in result.stderr
 
 
 def test_prod_refuses_insecure_cookies(server_dir: Path) -> None:
     env = _clean_env(server_dir, free_port()) | {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": "s" * 40}
-    result = subprocess.run([sys.executable, "-m", "probo", "serve"], env=env, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "probo", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2
     assert "PROBO_COOKIE_SECURE" in result.stderr
