@@ -60,7 +60,7 @@ def create_app(
             async with pool.acquire() as conn:
                 await migrate(conn)
             engine = Engine()
-            writer = LedgerWriter(pool, backlog_max=settings.ledger_backlog_max)
+            writer = LedgerWriter(settings.database_url, backlog_max=settings.ledger_backlog_max)
             await engine.recover(pool)
             async with pool.acquire() as conn:
                 await writer.load(conn)

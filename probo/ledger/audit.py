@@ -67,6 +67,25 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
                 )
             )
 
+        # Transfers carry no foreign keys (the writer's speed): check what a key would.
+        rows = await _rows(
+            conn,
+            """
+            SELECT t.id, t.debit_account_id, t.credit_account_id FROM transfers t
+            WHERE NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.debit_account_id)
+               OR NOT EXISTS (SELECT 1 FROM accounts a WHERE a.id = t.credit_account_id)
+            ORDER BY t.id
+            """,
+        )
+        if rows:
+            breaches.append(
+                Breach(
+                    "2-transfers-name-accounts",
+                    f"{len(rows)} transfer(s) name an unknown account: "
+                    + _name_rows(rows, "transfer {id} ({debit_account_id} -> {credit_account_id})"),
+                )
+            )
+
         rows = await _rows(
             conn,
             "SELECT id, kind, balance FROM accounts "

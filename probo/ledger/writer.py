@@ -10,8 +10,9 @@ that is the group commit, and it needs no timer.
 
 If Postgres is away the batch is retried, with backoff, until it commits; the engine
 meanwhile goes on (bounded by `backlog_max`, which the order path refuses beyond).
-The translation of events into rows is pure (`batch.py`) and applied to the writer's
-caches only after commit, so a retried batch writes exactly the same rows.
+The translation of events into rows is pure (`batch.py`) and done once per batch; a
+failed batch is retried with exactly the same rows until it commits. The writer has
+its own connection, so it never waits behind requests for a pooled one.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import asyncpg
 from loguru import logger
 
 from probo import metrics
+from probo.db import CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
 from probo.ledger.batch import BatchRows, PositionCost, build_batch
 from probo.orderbook import Entry
 
@@ -82,14 +84,16 @@ _NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_
 
 
 class LedgerWriter:
-    def __init__(self, pool: asyncpg.Pool, *, backlog_max: int) -> None:
-        self._pool = pool
+    def __init__(self, database_url: str, *, backlog_max: int) -> None:
+        self._database_url = database_url
         self.backlog_max = backlog_max  # entries not yet committed; the order path refuses beyond
         self._pending: deque[Entry] = deque()
         self._in_progress = 0
         self._wakeup = asyncio.Event()
+        self._conn: asyncpg.Connection | None = None
         self._cash_accounts: dict[int, int] = {}  # user id -> user_cash account id
         self._escrow_accounts: dict[int, int] = {}  # market id -> market_escrow account id
+        # As of the last translated batch (a batch is retried until it commits, never dropped).
         self._positions: dict[tuple[int, int], PositionCost] = {}
         self._not_new: set[int] = set()
         self.stalled_since: float | None = None  # monotonic time of the first failed try
@@ -114,7 +118,7 @@ class LedgerWriter:
         self.append(Entry((), datetime.now().astimezone(), waiter))
         return waiter
 
-    # --- start-up ------------------------------------------------------------------------
+    # --- start and stop ------------------------------------------------------------------
 
     async def load(self, conn: asyncpg.Connection) -> None:
         """Read the account ids and position cost bases the translation needs."""
@@ -133,23 +137,31 @@ class LedgerWriter:
             for r in positions
         }
 
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
     # --- the consumer ------------------------------------------------------------------
 
     async def run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            while self._pending:
-                count = min(len(self._pending), BATCH_ENTRIES_MAX)
-                batch = [self._pending.popleft() for _ in range(count)]
-                self._in_progress = count
-                await self._commit_until_done(batch)
-                self._in_progress = 0
-                self.committed_entries += count
-                for entry in batch:
-                    waiter = entry.waiter
-                    if waiter is not None and not waiter.done():
-                        waiter.set_result(entry)
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._pending:
+                    count = min(len(self._pending), BATCH_ENTRIES_MAX)
+                    batch = [self._pending.popleft() for _ in range(count)]
+                    self._in_progress = count
+                    await self._commit_until_done(batch)
+                    self._in_progress = 0
+                    self.committed_entries += count
+                    for entry in batch:
+                        waiter = entry.waiter
+                        if waiter is not None and not waiter.done():
+                            waiter.set_result(entry)
+        finally:
+            await self.close()
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until everything appended so far has committed; False on timeout."""
@@ -159,12 +171,44 @@ class LedgerWriter:
         except TimeoutError:
             return False
 
+    async def _connection(self) -> asyncpg.Connection:
+        """The writer's own connection: never waits behind requests for a pooled one.
+
+        Custom plans: the writer's statements join arrays against tables that grow from
+        empty, and a generic plan made while they were small would scan them whole.
+        """
+        if self._conn is None or self._conn.is_closed():
+            self._conn = await asyncpg.connect(
+                self._database_url,
+                timeout=CONNECT_TIMEOUT_S,
+                server_settings={
+                    "plan_cache_mode": "force_custom_plan",
+                    "application_name": "probo-ledger-writer",
+                },
+            )
+        return self._conn
+
     async def _commit_until_done(self, batch: list[Entry]) -> None:
+        rows: BatchRows | None = None
         tries = 0
         while True:
             try:
+                conn = await self._connection()
+                if rows is None:
+                    await self._fetch_missing_accounts(conn, batch)
+                    rows = build_batch(
+                        batch,
+                        self._cash_accounts,
+                        self._escrow_accounts,
+                        self._positions,
+                        self._not_new,
+                    )
+                    # Later batches build on this one: it will commit before them.
+                    self._positions.update(rows.positions)
+                    self._not_new.update(rows.not_new)
                 started = time.perf_counter()
-                await self._commit(batch)
+                async with conn.transaction():
+                    await _write(conn, rows)
                 metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
                 metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
                 if self.stalled_since is not None:
@@ -179,11 +223,10 @@ class LedgerWriter:
                 metrics.LEDGER_COMMIT_FAILURES.inc()
                 delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
                 tries += 1
-                log = (
-                    logger.warning
-                    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError))
-                    else logger.error
-                )
+                transient = isinstance(exc, UNAVAILABLE_ERRORS)
+                if transient:
+                    self._drop_connection()
+                log = logger.warning if transient else logger.error
                 log(
                     "ledger batch of {} entries failed ({!r}); retry {} in {} s",
                     len(batch),
@@ -193,16 +236,10 @@ class LedgerWriter:
                 )
                 await asyncio.sleep(delay)
 
-    async def _commit(self, batch: list[Entry]) -> None:
-        async with self._pool.acquire(timeout=5.0) as conn, conn.transaction():
-            await self._fetch_missing_accounts(conn, batch)
-            rows = build_batch(
-                batch, self._cash_accounts, self._escrow_accounts, self._positions, self._not_new
-            )
-            await _write(conn, rows)
-        # Committed: only now do the caches move on.
-        self._positions.update(rows.positions)
-        self._not_new.update(rows.not_new)
+    def _drop_connection(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            conn.terminate()
 
     async def _fetch_missing_accounts(self, conn: asyncpg.Connection, batch: list[Entry]) -> None:
         users: set[int] = set()

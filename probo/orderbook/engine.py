@@ -99,7 +99,12 @@ class Engine:
     # --- start and stop ------------------------------------------------------------------
 
     async def recover(self, pool: asyncpg.Pool) -> Recovered:
-        recovered = await recover(pool)
+        # The loaded objects all survive: collecting while loading them is wasted work.
+        gc.disable()
+        try:
+            recovered = await recover(pool)
+        finally:
+            gc.enable()
         self.exchange = recovered.exchange
         self._withdrawals = recovered.withdrawals
         self.last_withdrawal_id = recovered.last_withdrawal_id

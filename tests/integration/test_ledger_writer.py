@@ -31,14 +31,21 @@ COMMIT_TIMEOUT_S = 30  # a writer stuck retrying a batch it cannot write fails t
 
 
 @pytest_asyncio.fixture
-async def pool(server_urls: tuple[str, str]) -> AsyncIterator[asyncpg.Pool]:
+async def url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
     url = await create_database(server_urls[0])
+    try:
+        yield url
+    finally:
+        await drop_database(server_urls[0], url)
+
+
+@pytest_asyncio.fixture
+async def pool(url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await asyncpg.create_pool(url, min_size=1, max_size=4)
     try:
         yield pool
     finally:
         await pool.close()
-        await drop_database(server_urls[0], url)
 
 
 async def _seed(pool: asyncpg.Pool) -> None:
@@ -131,10 +138,12 @@ async def _recovered_equals_running(
     assert recovered.last_withdrawal_id == engine.last_withdrawal_id
 
 
-async def test_random_trading_is_written_exactly_and_recovers_exactly(pool: asyncpg.Pool) -> None:
+async def test_random_trading_is_written_exactly_and_recovers_exactly(
+    url: str, pool: asyncpg.Pool
+) -> None:
     await _seed(pool)
     engine = Engine()
-    writer = LedgerWriter(pool, backlog_max=100_000)
+    writer = LedgerWriter(url, backlog_max=100_000)
     await engine.recover(pool)
     async with pool.acquire() as conn:
         await writer.load(conn)
