@@ -256,3 +256,70 @@ CREATE TABLE IF NOT EXISTS revoked_sessions (
     revoked_at  timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX IF NOT EXISTS revoked_sessions_expiry_idx ON revoked_sessions (expires_at);
+
+-- The ledger writer's batch: everything one group commit writes, in one call, so a
+-- batch costs one round trip (the call is its own transaction). Rows of orders,
+-- trades, positions and withdrawals come as arrays of the tables' own row types;
+-- the rest as parallel arrays. Accounts are locked in id order before their balances
+-- move, like every other posting, so concurrent postings cannot deadlock.
+CREATE OR REPLACE FUNCTION probo_write_batch(
+    new_orders orders[],
+    update_order_ids bigint[], update_filled int[], update_cost bigint[], update_status text[],
+    update_reason text[], update_at timestamptz[],
+    new_trades trades[],
+    transfer_debits bigint[], transfer_credits bigint[], transfer_amounts bigint[], transfer_kinds text[],
+    transfer_ref_types text[], transfer_ref_ids bigint[], transfer_at timestamptz[],
+    delta_account_ids bigint[], deltas bigint[],
+    position_rows positions[],
+    new_withdrawals withdrawals[],
+    status_market_ids bigint[], statuses text[],
+    not_new_user_ids bigint[]
+) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    -- Users first: the same lock order as a referral, which locks users then accounts.
+    IF cardinality(not_new_user_ids) > 0 THEN
+        UPDATE users SET is_new = false WHERE id = ANY (not_new_user_ids) AND is_new;
+    END IF;
+    IF cardinality(new_orders) > 0 THEN
+        INSERT INTO orders SELECT * FROM unnest(new_orders);
+    END IF;
+    IF cardinality(update_order_ids) > 0 THEN
+        UPDATE orders AS o SET
+            filled_quantity = o.filled_quantity + d.filled,
+            cost = o.cost + d.cost,
+            status = coalesce(d.status, o.status),
+            cancel_reason = coalesce(d.reason, o.cancel_reason),
+            updated_at = d.at
+        FROM unnest(update_order_ids, update_filled, update_cost, update_status, update_reason, update_at)
+            AS d(id, filled, cost, status, reason, at)
+        WHERE o.id = d.id;
+    END IF;
+    IF cardinality(new_trades) > 0 THEN
+        INSERT INTO trades SELECT * FROM unnest(new_trades);
+    END IF;
+    IF cardinality(transfer_debits) > 0 THEN
+        INSERT INTO transfers (debit_account_id, credit_account_id, amount, kind, ref_type, ref_id, created_at)
+        SELECT * FROM unnest(transfer_debits, transfer_credits, transfer_amounts, transfer_kinds,
+                             transfer_ref_types, transfer_ref_ids, transfer_at);
+    END IF;
+    IF cardinality(delta_account_ids) > 0 THEN
+        PERFORM 1 FROM accounts WHERE id = ANY (delta_account_ids) ORDER BY id FOR UPDATE;
+        UPDATE accounts AS a SET balance = a.balance + d.delta
+        FROM unnest(delta_account_ids, deltas) AS d(id, delta)
+        WHERE a.id = d.id;
+    END IF;
+    IF cardinality(position_rows) > 0 THEN
+        INSERT INTO positions SELECT * FROM unnest(position_rows)
+        ON CONFLICT (user_id, market_id) DO UPDATE SET
+            yes_quantity = excluded.yes_quantity, no_quantity = excluded.no_quantity,
+            yes_cost = excluded.yes_cost, no_cost = excluded.no_cost, realized_pnl = excluded.realized_pnl;
+    END IF;
+    IF cardinality(new_withdrawals) > 0 THEN
+        INSERT INTO withdrawals SELECT * FROM unnest(new_withdrawals);
+    END IF;
+    IF cardinality(status_market_ids) > 0 THEN
+        UPDATE markets AS m SET status = d.status
+        FROM unnest(status_market_ids, statuses) AS d(id, status) WHERE m.id = d.id;
+    END IF;
+END;
+$$;

@@ -114,9 +114,14 @@ class TcpProxy:
         finally:
             writer.close()
 
-    async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+    async def _handle(
+        self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter
+    ) -> None:
         server_reader, server_writer = await self._open_target()
-        for pipe in (self._pipe(client_reader, server_writer), self._pipe(server_reader, client_writer)):
+        for pipe in (
+            self._pipe(client_reader, server_writer),
+            self._pipe(server_reader, client_writer),
+        ):
             task = asyncio.create_task(pipe)
             self._pipes.add(task)
             task.add_done_callback(self._pipes.discard)

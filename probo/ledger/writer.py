@@ -2,9 +2,11 @@
 
 Every market's engine task and the wallet append `Entry`s (one command's events) to
 one queue, in the order the engine decided them. One consumer takes whatever has
-queued, up to `BATCH_ENTRIES_MAX`, and commits it as one transaction of COPYs and
-set-based statements: orders, trades, transfers, account balances, positions,
-withdrawals. Only then does each entry's waiter get its result, so nothing is
+queued, up to `BATCH_ENTRIES_MAX`, and commits it with one call of the database
+function `probo_write_batch` (one round trip, one transaction of set-based
+statements): orders, trades, transfers, account balances, positions, withdrawals,
+market statuses (large batches go by COPY instead: more round trips, cheaper rows;
+the two are checked against each other). Only then does each entry's waiter get its result, so nothing is
 acknowledged before it is durable. While one batch commits the next one gathers:
 that is the group commit, and it needs no timer.
 
@@ -21,6 +23,7 @@ import asyncio
 import time
 from collections import deque
 from datetime import datetime
+from typing import Any
 
 import asyncpg
 from loguru import logger
@@ -31,8 +34,28 @@ from probo.ledger.batch import BatchRows, PositionCost, build_batch
 from probo.orderbook import Entry
 
 BATCH_ENTRIES_MAX = 4096  # commands per transaction
+# A batch of this many commands or more is written by COPY (throughput: a backlog
+# after an outage, bursts); smaller ones by one call (latency: one round trip).
+COPY_BATCH_MIN = 512
 RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 
+# One call, one round trip, its own transaction (schema.sql has the function).
+_WRITE_BATCH = """
+SELECT probo_write_batch(
+    $1::orders[],
+    $2::bigint[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[],
+    $8::trades[],
+    $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[],
+    $16::bigint[], $17::bigint[],
+    $18::positions[],
+    $19::withdrawals[],
+    $20::bigint[], $21::text[],
+    $22::bigint[]
+)
+"""
+
+
+# Large batches go by COPY: a few more round trips, much cheaper rows.
 _ORDER_COLUMNS = (
     "id", "user_id", "market_id", "outcome", "side", "type", "time_in_force", "price", "quantity",
     "filled_quantity", "cost", "status", "cancel_reason", "client_order_id", "created_at", "updated_at",
@@ -84,8 +107,11 @@ _NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_
 
 
 class LedgerWriter:
-    def __init__(self, database_url: str, *, backlog_max: int) -> None:
+    def __init__(
+        self, database_url: str, *, backlog_max: int, copy_batch_min: int = COPY_BATCH_MIN
+    ) -> None:
         self._database_url = database_url
+        self.copy_batch_min = copy_batch_min  # batches this large are written by COPY
         self.backlog_max = backlog_max  # entries not yet committed; the order path refuses beyond
         self._pending: deque[Entry] = deque()
         self._in_progress = 0
@@ -207,8 +233,11 @@ class LedgerWriter:
                     self._positions.update(rows.positions)
                     self._not_new.update(rows.not_new)
                 started = time.perf_counter()
-                async with conn.transaction():
-                    await _write(conn, rows)
+                if len(batch) >= self.copy_batch_min:
+                    async with conn.transaction():
+                        await _write_by_copy(conn, rows)
+                else:
+                    await _write_by_call(conn, rows)
                 metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
                 metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
                 if self.stalled_since is not None:
@@ -270,7 +299,40 @@ class LedgerWriter:
                 self._escrow_accounts[row["market_id"]] = row["id"]
 
 
-async def _write(conn: asyncpg.Connection, rows: BatchRows) -> None:
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    """Rows to one list per column (`width` columns, also when there are no rows)."""
+    return (
+        [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
+    )
+
+
+async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
+    """Small batches: one call of `probo_write_batch`, one round trip."""
+    account_ids = sorted(rows.account_deltas)
+    position_keys = list(rows.positions)
+    positions = [
+        (user_id, market_id, p.yes, p.no, p.yes_cost, p.no_cost, p.realized)
+        for (user_id, market_id), p in ((k, rows.positions[k]) for k in position_keys)
+    ]
+    statuses = list(rows.market_status.items())
+    await conn.execute(
+        _WRITE_BATCH,
+        [tuple(order) for order in rows.new_orders],
+        *_columns(rows.order_updates, 6),
+        rows.trades,
+        *_columns(rows.transfers, 7),
+        account_ids,
+        [rows.account_deltas[i] for i in account_ids],
+        positions,
+        rows.withdrawals,
+        [market_id for market_id, _ in statuses],
+        [status for _, status in statuses],
+        sorted(rows.not_new),
+    )
+
+
+async def _write_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None:
+    """Large batches: COPY and set-based statements, one transaction (the caller's)."""
     # Users before accounts: the same lock order as a referral, which locks both.
     if rows.not_new:
         await conn.execute(_NOT_NEW, sorted(rows.not_new))

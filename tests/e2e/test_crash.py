@@ -90,6 +90,7 @@ class Server:
                 except httpx.TransportError:
                     pass
                 await asyncio.sleep(0.1)
+        self.process.kill()
         raise AssertionError(f"serve did not become ready: {self.log.read_text()[-3000:]}")
 
     def kill(self) -> None:

@@ -22,7 +22,9 @@ RECONCILE_WAIT_S = 10.0
 
 
 @pytest_asyncio.fixture
-async def own_app(server_urls: tuple[str, str], redis_prefix: str, outbox_path: Path) -> AsyncIterator[Litestar]:
+async def own_app(
+    server_urls: tuple[str, str], redis_prefix: str, outbox_path: Path
+) -> AsyncIterator[Litestar]:
     """An app on a database of its own, so no other app's reconciler takes its credits."""
     url = await create_database(server_urls[0])
     try:
@@ -55,7 +57,9 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
         started = time.monotonic()
         token, body = await login(client, outbox_path)
         deposit = await client.post(
-            "/api/v1/wallet/deposits", json={"amount": 4_000, "idempotency_key": "mirror-1"}, headers=bearer(token)
+            "/api/v1/wallet/deposits",
+            json={"amount": 4_000, "idempotency_key": "mirror-1"},
+            headers=bearer(token),
         )
         elapsed = time.monotonic() - started
         user_id = body["user"]["id"]
@@ -64,7 +68,9 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
         assert elapsed < 5
         assert _mirror_failures() == failures_before + 2
         assert engine.exchange.cash(user_id) == 0
-        pending = await own_app.state.pool.fetchval("SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id)
+        pending = await own_app.state.pool.fetchval(
+            "SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id
+        )
         assert pending == 2
 
         engine.ready = True
@@ -73,19 +79,26 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
             return engine.exchange.cash(user_id) == 1_500 + 4_000
 
         assert await _eventually(engine_has_both)
-        assert await _eventually(
-            lambda: _outbox_empty(own_app, user_id)
-        ), "the reconciler clears what it applied"
+        assert await _eventually(lambda: _outbox_empty(own_app, user_id)), (
+            "the reconciler clears what it applied"
+        )
         # Applying again is impossible: the transfer ids are remembered until the rows go.
         await own_app.state.mirror.reconcile_once(grace_s=0)
         assert engine.exchange.cash(user_id) == 5_500
 
 
 async def _outbox_empty(app: Litestar, user_id: int) -> bool:
-    return await app.state.pool.fetchval("SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id) == 0
+    return (
+        await app.state.pool.fetchval(
+            "SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id
+        )
+        == 0
+    )
 
 
-async def test_engine_recovery_loads_committed_credits_once(own_app: Litestar, outbox_path: Path) -> None:
+async def test_engine_recovery_loads_committed_credits_once(
+    own_app: Litestar, outbox_path: Path
+) -> None:
     async with serving(own_app) as client:
         engine = own_app.state.engine
         engine.ready = False
@@ -100,7 +113,11 @@ async def test_engine_recovery_loads_committed_credits_once(own_app: Litestar, o
 
 
 async def test_redis_away_stops_login_but_not_sessions_or_wallet_reads(
-    server_urls: tuple[str, str], database_url: str, redis_prefix: str, outbox_path: Path, client: httpx.AsyncClient
+    server_urls: tuple[str, str],
+    database_url: str,
+    redis_prefix: str,
+    outbox_path: Path,
+    client: httpx.AsyncClient,
 ) -> None:
     token, body = await login(client, outbox_path)
     # Same database and secret, but Redis at an address where nothing listens.
@@ -109,7 +126,9 @@ async def test_redis_away_stops_login_but_not_sessions_or_wallet_reads(
         otp = await no_redis.post("/api/v1/auth/otp", json={"phone": body["user"]["phone"]})
         assert otp.status_code == 503
         assert otp.json()["error"]["code"] == "unavailable"
-        verify = await no_redis.post("/api/v1/auth/verify", json={"phone": body["user"]["phone"], "otp": "123456"})
+        verify = await no_redis.post(
+            "/api/v1/auth/verify", json={"phone": body["user"]["phone"], "otp": "123456"}
+        )
         assert verify.status_code == 503
         assert (await no_redis.get("/api/v1/me", headers=bearer(token))).status_code == 200
         wallet = await no_redis.get("/api/v1/wallet", headers=bearer(token))

@@ -12,7 +12,9 @@ from litestar import Litestar
 from tests.conftest import ADMIN_PHONE, bearer, last_otp, login, new_phone
 
 
-async def test_first_login_creates_user_with_bonus_and_returns_token(client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool, app: Litestar) -> None:
+async def test_first_login_creates_user_with_bonus_and_returns_token(
+    client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool, app: Litestar
+) -> None:
     phone = new_phone()
     token, body = await login(client, outbox_path, phone)
     user = body["user"]
@@ -34,7 +36,9 @@ async def test_first_login_creates_user_with_bonus_and_returns_token(client: htt
     assert engine.exchange.cash(user["id"]) == 1500
 
 
-async def test_second_login_is_the_same_user_without_a_second_bonus(client: httpx.AsyncClient, outbox_path: Path, app: Litestar) -> None:
+async def test_second_login_is_the_same_user_without_a_second_bonus(
+    client: httpx.AsyncClient, outbox_path: Path, app: Litestar
+) -> None:
     phone = new_phone()
     first_token, first = await login(client, outbox_path, phone)
     # A later login needs a new code after the resend cooldown; the cooldown is per phone.
@@ -46,28 +50,38 @@ async def test_second_login_is_the_same_user_without_a_second_bonus(client: http
     assert wallet["balance"] == 1500
 
 
-async def test_bare_ten_digit_number_is_normalised_to_plus_91(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_bare_ten_digit_number_is_normalised_to_plus_91(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     e164 = new_phone()
     bare = e164[3:]
     response = await client.post("/api/v1/auth/otp", json={"phone": bare})
     assert response.status_code == 202
     assert response.json()["phone"] == e164
-    verify = await client.post("/api/v1/auth/verify", json={"phone": bare, "otp": last_otp(outbox_path, e164)})
+    verify = await client.post(
+        "/api/v1/auth/verify", json={"phone": bare, "otp": last_otp(outbox_path, e164)}
+    )
     assert verify.status_code == 200
     assert verify.json()["user"]["phone"] == e164
 
 
-async def test_admin_phone_gets_admin_role(client: httpx.AsyncClient, admin_login: tuple[str, dict]) -> None:
+async def test_admin_phone_gets_admin_role(
+    client: httpx.AsyncClient, admin_login: tuple[str, dict]
+) -> None:
     token, body = admin_login
     assert body["user"]["phone"] == ADMIN_PHONE
     assert body["user"]["role"] == "admin"
     assert (await client.get("/api/v1/me", headers=bearer(token))).json()["role"] == "admin"
 
 
-async def test_cookie_session_is_http_only_lax_and_works(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_cookie_session_is_http_only_lax_and_works(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
-    response = await client.post("/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox_path, phone)})
+    response = await client.post(
+        "/api/v1/auth/verify", json={"phone": phone, "otp": last_otp(outbox_path, phone)}
+    )
     set_cookie = response.headers["set-cookie"]
     assert set_cookie.startswith("probo_session=")
     attributes = {part.strip().lower() for part in set_cookie.split(";")[1:]}
@@ -79,7 +93,9 @@ async def test_cookie_session_is_http_only_lax_and_works(client: httpx.AsyncClie
     client.cookies.clear()
 
 
-async def test_wrong_otp_then_void_after_five_attempts(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_wrong_otp_then_void_after_five_attempts(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     real = last_otp(outbox_path, phone)
@@ -93,7 +109,9 @@ async def test_wrong_otp_then_void_after_five_attempts(client: httpx.AsyncClient
     assert response.json()["error"]["code"] == "otp_expired"
 
 
-async def test_parallel_guesses_cannot_exceed_the_attempt_limit(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_parallel_guesses_cannot_exceed_the_attempt_limit(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     real = last_otp(outbox_path, phone)
@@ -118,7 +136,9 @@ async def test_otp_is_single_use(client: httpx.AsyncClient, outbox_path: Path) -
     client.cookies.clear()
 
 
-async def test_otp_expires_after_its_ttl(client: httpx.AsyncClient, outbox_path: Path, app: Litestar) -> None:
+async def test_otp_expires_after_its_ttl(
+    client: httpx.AsyncClient, outbox_path: Path, app: Litestar
+) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     otp = last_otp(outbox_path, phone)
@@ -132,7 +152,9 @@ async def test_otp_expires_after_its_ttl(client: httpx.AsyncClient, outbox_path:
     assert response.json()["error"]["code"] == "otp_expired"
 
 
-async def test_otp_is_stored_hashed(client: httpx.AsyncClient, outbox_path: Path, app: Litestar) -> None:
+async def test_otp_is_stored_hashed(
+    client: httpx.AsyncClient, outbox_path: Path, app: Litestar
+) -> None:
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     otp = last_otp(outbox_path, phone)
@@ -151,7 +173,9 @@ async def test_resend_cooldown_answers_429_with_retry_after(client: httpx.AsyncC
     assert 1 <= int(again.headers["retry-after"]) <= 30
 
 
-async def test_at_most_five_codes_an_hour_per_phone(client: httpx.AsyncClient, app: Litestar) -> None:
+async def test_at_most_five_codes_an_hour_per_phone(
+    client: httpx.AsyncClient, app: Litestar
+) -> None:
     phone = new_phone()
     redis = app.state.redis
     cooldown = app.state.settings.redis_key_prefix + f"otp-cooldown:{phone}"
@@ -180,11 +204,15 @@ async def test_requests_without_or_with_bad_tokens_are_401(client: httpx.AsyncCl
         assert response.json()["error"]["code"] == "unauthorized"
 
 
-async def test_cookie_write_from_a_foreign_origin_is_forbidden(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_cookie_write_from_a_foreign_origin_is_forbidden(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     token, _ = await login(client, outbox_path)
     client.cookies.set("probo_session", token)
     try:
-        foreign = await client.post("/api/v1/auth/logout", headers={"Origin": "https://evil.example"})
+        foreign = await client.post(
+            "/api/v1/auth/logout", headers={"Origin": "https://evil.example"}
+        )
         assert foreign.status_code == 403
         assert foreign.json()["error"]["code"] == "forbidden"
         # Still logged in: the forged logout did nothing.
@@ -195,5 +223,7 @@ async def test_cookie_write_from_a_foreign_origin_is_forbidden(client: httpx.Asy
         client.cookies.clear()
     # A bearer token is not sent by browsers on their own: no origin check needed.
     token, _ = await login(client, outbox_path)
-    response = await client.post("/api/v1/auth/logout", headers={**bearer(token), "Origin": "https://evil.example"})
+    response = await client.post(
+        "/api/v1/auth/logout", headers={**bearer(token), "Origin": "https://evil.example"}
+    )
     assert response.status_code == 200

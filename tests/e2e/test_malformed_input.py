@@ -68,7 +68,13 @@ RAW_BODIES: dict[str, bytes] = {
 ROUTES: dict[str, dict] = {
     "/api/v1/auth/otp": {
         "valid": lambda: {"phone": new_phone()},
-        "wrong_types": [{"phone": 9812345678}, {"phone": True}, {"phone": None}, {"phone": ["+919812345678"]}, {"phone": {"n": 1}}],
+        "wrong_types": [
+            {"phone": 9812345678},
+            {"phone": True},
+            {"phone": None},
+            {"phone": ["+919812345678"]},
+            {"phone": {"n": 1}},
+        ],
         "auth": None,
     },
     "/api/v1/auth/verify": {
@@ -97,13 +103,43 @@ ROUTES: dict[str, dict] = {
         "auth": "user",
     },
     "/api/v1/kyc": {
-        "valid": lambda: {"pan": "ABCDE1234F", "name": "Asha Rao", "bank_account": "123456789012", "ifsc": "HDFC0001234"},
+        "valid": lambda: {
+            "pan": "ABCDE1234F",
+            "name": "Asha Rao",
+            "bank_account": "123456789012",
+            "ifsc": "HDFC0001234",
+        },
         "wrong_types": [
-            {"pan": 1234, "name": "Asha Rao", "bank_account": "123456789012", "ifsc": "HDFC0001234"},
-            {"pan": "ABCDE1234F", "name": None, "bank_account": "123456789012", "ifsc": "HDFC0001234"},
-            {"pan": "ABCDE1234F", "name": "Asha Rao", "bank_account": 123456789012, "ifsc": "HDFC0001234"},
-            {"pan": "ABCDE1234F", "name": "Asha Rao", "bank_account": "123456789012", "ifsc": False},
-            {"pan": ["ABCDE1234F"], "name": "Asha Rao", "bank_account": "123456789012", "ifsc": "HDFC0001234"},
+            {
+                "pan": 1234,
+                "name": "Asha Rao",
+                "bank_account": "123456789012",
+                "ifsc": "HDFC0001234",
+            },
+            {
+                "pan": "ABCDE1234F",
+                "name": None,
+                "bank_account": "123456789012",
+                "ifsc": "HDFC0001234",
+            },
+            {
+                "pan": "ABCDE1234F",
+                "name": "Asha Rao",
+                "bank_account": 123456789012,
+                "ifsc": "HDFC0001234",
+            },
+            {
+                "pan": "ABCDE1234F",
+                "name": "Asha Rao",
+                "bank_account": "123456789012",
+                "ifsc": False,
+            },
+            {
+                "pan": ["ABCDE1234F"],
+                "name": "Asha Rao",
+                "bank_account": "123456789012",
+                "ifsc": "HDFC0001234",
+            },
         ],
         "auth": "user",
     },
@@ -121,7 +157,13 @@ ROUTES: dict[str, dict] = {
     },
     "/api/v1/referrals": {
         "valid": lambda: {"code": "ABCDEFGH"},
-        "wrong_types": [{"code": 12345678}, {"code": None}, {"code": True}, {"code": ["ABCDEFGH"]}, {"code": 1.5}],
+        "wrong_types": [
+            {"code": 12345678},
+            {"code": None},
+            {"code": True},
+            {"code": ["ABCDEFGH"]},
+            {"code": 1.5},
+        ],
         "auth": "user",
     },
 }
@@ -150,7 +192,9 @@ def malformed_bodies(route: str) -> list[tuple[str, bytes]]:
         cases.append((f"long {field}", json.dumps({**valid(), field: "9" * 20_000}).encode()))
     cases.append(("unknown field", json.dumps({**valid(), "is_admin": True}).encode()))
     cases.append(("unknown field only", json.dumps({"is_admin": True}).encode()))
-    cases.append(("duplicate keys", b"{" + b",".join(b'"%s": 1' % f.encode() for f in valid()) + b',"x": 1}'))
+    cases.append(
+        ("duplicate keys", b"{" + b",".join(b'"%s": 1' % f.encode() for f in valid()) + b',"x": 1}')
+    )
     return cases
 
 
@@ -174,15 +218,25 @@ async def test_every_malformed_body_is_a_4xx_with_the_error_shape(
         error = assert_error_shape(response, f"{route} {what}")
         if what == "huge body" or what.startswith("huge "):
             assert response.status_code in (400, 413), what
-        if what in ("invalid json", "json array", "empty body", "unknown field", "missing everything") or what.startswith(("missing ", "wrong type ")):
+        if what in (
+            "invalid json",
+            "json array",
+            "empty body",
+            "unknown field",
+            "missing everything",
+        ) or what.startswith(("missing ", "wrong type ")):
             assert response.status_code in (400, 422), what
             assert error["code"] == "validation_error", what
 
 
 @pytest.mark.parametrize("route", [r for r in ROUTES if ROUTES[r]["auth"]])
-async def test_malformed_bodies_without_a_session_are_401(client: httpx.AsyncClient, route: str) -> None:
+async def test_malformed_bodies_without_a_session_are_401(
+    client: httpx.AsyncClient, route: str
+) -> None:
     for what, content in malformed_bodies(route)[:5]:
-        response = await client.post(route, content=content, headers={"content-type": "application/json"})
+        response = await client.post(
+            route, content=content, headers={"content-type": "application/json"}
+        )
         error = assert_error_shape(response, f"{route} {what}")
         # Who is asking is settled before the body is judged.
         assert (response.status_code, error["code"]) == (401, "unauthorized"), what
@@ -202,11 +256,15 @@ async def test_an_amount_that_is_not_a_json_integer_is_refused(
     assert_error(response, 422, "validation_error")
 
 
-async def test_logout_ignores_its_body_and_never_fails_on_it(client: httpx.AsyncClient, outbox_path: Path) -> None:
+async def test_logout_ignores_its_body_and_never_fails_on_it(
+    client: httpx.AsyncClient, outbox_path: Path
+) -> None:
     for what, content in list(RAW_BODIES.items()) + [("unknown field", b'{"all": true}')]:
         token, _ = await login(client, outbox_path)
         response = await client.post(
-            "/api/v1/auth/logout", content=content, headers={**bearer(token), "content-type": "application/json"}
+            "/api/v1/auth/logout",
+            content=content,
+            headers={**bearer(token), "content-type": "application/json"},
         )
         if response.status_code == 200:
             assert response.json() == {"status": "logged_out"}, what
@@ -214,7 +272,9 @@ async def test_logout_ignores_its_body_and_never_fails_on_it(client: httpx.Async
         else:
             assert_error_shape(response, f"logout {what}")
         # Without a session, whatever the body, it is 401 (or 413 for a body over the limit).
-        anonymous = await client.post("/api/v1/auth/logout", content=content, headers={"content-type": "application/json"})
+        anonymous = await client.post(
+            "/api/v1/auth/logout", content=content, headers={"content-type": "application/json"}
+        )
         error = assert_error_shape(anonymous, f"anonymous logout {what}")
         assert error["code"] in ("unauthorized", "payload_too_large"), what
 
@@ -222,7 +282,9 @@ async def test_logout_ignores_its_body_and_never_fails_on_it(client: httpx.Async
 # --- routing ------------------------------------------------------------------
 
 
-async def test_unknown_route_is_404_not_found(client: httpx.AsyncClient, user: dict[str, str]) -> None:
+async def test_unknown_route_is_404_not_found(
+    client: httpx.AsyncClient, user: dict[str, str]
+) -> None:
     for method, path in (
         ("GET", "/api/v1/nothing-here"),
         ("POST", "/api/v1/nothing-here"),
@@ -234,7 +296,9 @@ async def test_unknown_route_is_404_not_found(client: httpx.AsyncClient, user: d
         assert_error(await client.request(method, path, headers=user), 404, "not_found")
 
 
-async def test_wrong_method_is_405_with_the_error_shape(client: httpx.AsyncClient, user: dict[str, str]) -> None:
+async def test_wrong_method_is_405_with_the_error_shape(
+    client: httpx.AsyncClient, user: dict[str, str]
+) -> None:
     for method, path in (
         ("GET", "/api/v1/auth/otp"),
         ("PUT", "/api/v1/auth/verify"),
@@ -249,14 +313,36 @@ async def test_wrong_method_is_405_with_the_error_shape(client: httpx.AsyncClien
         assert_error_shape(response, f"{method} {path}")
 
 
-async def test_path_id_that_is_not_a_positive_int64_is_4xx(client: httpx.AsyncClient, admin: dict[str, str]) -> None:
+async def test_path_id_that_is_not_a_positive_int64_is_4xx(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
     body = {"decision": "VERIFIED"}
-    for kyc_id in ("abc", "1.5", "1e3", "0x10", str(2**63), str(2**64), "9" * 400, "0", "-1", "%00"):
-        response = await client.post(f"/api/v1/admin/kyc/{kyc_id}/decision", json=body, headers=admin)
+    for kyc_id in (
+        "abc",
+        "1.5",
+        "1e3",
+        "0x10",
+        str(2**63),
+        str(2**64),
+        "9" * 400,
+        "0",
+        "-1",
+        "%00",
+    ):
+        response = await client.post(
+            f"/api/v1/admin/kyc/{kyc_id}/decision", json=body, headers=admin
+        )
         error = assert_error_shape(response, kyc_id)
-        assert (response.status_code, error["code"]) in ((400, "validation_error"), (404, "not_found")), kyc_id
+        assert (response.status_code, error["code"]) in (
+            (400, "validation_error"),
+            (404, "not_found"),
+        ), kyc_id
     # The largest int64 is a well-formed id that names no request.
-    assert_error(await client.post(f"/api/v1/admin/kyc/{2**63 - 1}/decision", json=body, headers=admin), 404, "not_found")
+    assert_error(
+        await client.post(f"/api/v1/admin/kyc/{2**63 - 1}/decision", json=body, headers=admin),
+        404,
+        "not_found",
+    )
 
 
 # --- query parameters ------------------------------------------------------------
@@ -298,9 +384,15 @@ async def test_limit_bounds_are_inclusive(client: httpx.AsyncClient, user: dict[
         assert response.status_code == 200, response.text
     # The cursor the server handed out is accepted back.
     first = (await client.get("/api/v1/wallet/transactions?limit=1", headers=user)).json()
-    assert first["next_cursor"] is None or (
-        await client.get(f"/api/v1/wallet/transactions?limit=1&cursor={first['next_cursor']}", headers=user)
-    ).status_code == 200
+    assert (
+        first["next_cursor"] is None
+        or (
+            await client.get(
+                f"/api/v1/wallet/transactions?limit=1&cursor={first['next_cursor']}", headers=user
+            )
+        ).status_code
+        == 200
+    )
 
 
 # --- field values -------------------------------------------------------------------
@@ -312,18 +404,36 @@ async def test_deposit_amount_outside_100_to_10_000_000_is_422_validation_error(
     before = (await client.get("/api/v1/wallet", headers=user)).json()["balance"]
     for amount in (99, 10_000_001, 0, -100, 2**63, 2**70):
         response = await client.post(
-            "/api/v1/wallet/deposits", json={"amount": amount, "idempotency_key": f"range-{amount}"}, headers=user
+            "/api/v1/wallet/deposits",
+            json={"amount": amount, "idempotency_key": f"range-{amount}"},
+            headers=user,
         )
         error = assert_error_shape(response, str(amount))
-        assert (response.status_code, error["code"]) in ((422, "validation_error"), (400, "validation_error")), amount
+        assert (response.status_code, error["code"]) in (
+            (422, "validation_error"),
+            (400, "validation_error"),
+        ), amount
         if amount in (99, 10_000_001):
             assert response.status_code == 422
     assert (await client.get("/api/v1/wallet", headers=user)).json()["balance"] == before
 
 
-async def test_phone_that_is_not_a_mobile_number_is_422_validation_error(client: httpx.AsyncClient) -> None:
-    for phone in ("12345", "+91123", "+915812345678", "98123456789", "+0919812345678", "phone", "+91 98123 4567x", " "):
-        assert_error(await client.post("/api/v1/auth/otp", json={"phone": phone}), 422, "validation_error")
+async def test_phone_that_is_not_a_mobile_number_is_422_validation_error(
+    client: httpx.AsyncClient,
+) -> None:
+    for phone in (
+        "12345",
+        "+91123",
+        "+915812345678",
+        "98123456789",
+        "+0919812345678",
+        "phone",
+        "+91 98123 4567x",
+        " ",
+    ):
+        assert_error(
+            await client.post("/api/v1/auth/otp", json={"phone": phone}), 422, "validation_error"
+        )
         response = await client.post("/api/v1/auth/verify", json={"phone": phone, "otp": "123456"})
         assert_error(response, 422, "validation_error")
 
@@ -333,16 +443,27 @@ async def test_otp_that_is_not_six_digits_is_a_validation_error(client: httpx.As
     for otp in ("12ab56", "12345", "1234567", "", " 123456", "١٢٣٤٥٦", "12345\n"):
         response = await client.post("/api/v1/auth/verify", json={"phone": phone, "otp": otp})
         error = assert_error_shape(response, repr(otp))
-        assert (response.status_code, error["code"]) in ((400, "validation_error"), (422, "validation_error")), otp
+        assert (response.status_code, error["code"]) in (
+            (400, "validation_error"),
+            (422, "validation_error"),
+        ), otp
 
 
 async def test_text_postgres_cannot_store_is_422_not_500(
     client: httpx.AsyncClient, outbox_path: Path, user: dict[str, str], admin: dict[str, str]
 ) -> None:
-    response = await client.post("/api/v1/wallet/deposits", json={"amount": 1000, "idempotency_key": "nul\u0000key"}, headers=user)
+    response = await client.post(
+        "/api/v1/wallet/deposits",
+        json={"amount": 1000, "idempotency_key": "nul\u0000key"},
+        headers=user,
+    )
     assert_error(response, 422, "validation_error")
     token, _ = await login(client, outbox_path)
-    pan = "".join(random.choices(string.ascii_uppercase, k=5)) + f"{random.randrange(10_000):04d}" + "Z"
+    pan = (
+        "".join(random.choices(string.ascii_uppercase, k=5))
+        + f"{random.randrange(10_000):04d}"
+        + "Z"
+    )
     kyc = await client.post(
         "/api/v1/kyc",
         json={"pan": pan, "name": "Nul Byte", "bank_account": "123456789", "ifsc": "HDFC0001234"},
@@ -350,6 +471,8 @@ async def test_text_postgres_cannot_store_is_422_not_500(
     )
     assert kyc.status_code == 201, kyc.text
     decision = await client.post(
-        f"/api/v1/admin/kyc/{kyc.json()['id']}/decision", json={"decision": "REJECTED", "reason": "bad\u0000"}, headers=admin
+        f"/api/v1/admin/kyc/{kyc.json()['id']}/decision",
+        json={"decision": "REJECTED", "reason": "bad\u0000"},
+        headers=admin,
     )
     assert_error(decision, 422, "validation_error")

@@ -55,7 +55,12 @@ async def test_valid_code_in_lowercase_credits_the_referrer_exactly_the_bonus(
     assert applied["code"] == referrer_me["referral_code"]
 
     wallet = (await client.get("/api/v1/wallet", headers=referrer)).json()
-    assert wallet == {"currency": "INR", "balance": SIGNUP + BONUS, "locked": 0, "available": SIGNUP + BONUS}
+    assert wallet == {
+        "currency": "INR",
+        "balance": SIGNUP + BONUS,
+        "locked": 0,
+        "available": SIGNUP + BONUS,
+    }
     history = (await client.get("/api/v1/wallet/transactions", headers=referrer)).json()["items"]
     assert [(t["kind"], t["amount"], t["ref"]) for t in history] == [
         ("referral_bonus", BONUS, f"user:{referred_me['id']}"),
@@ -77,7 +82,11 @@ async def test_referrals_summary_lists_code_referrals_and_total_earned(
     assert empty.status_code == 200
     body = empty.json()
     assert {"code", "referrals", "total_earned"} <= set(body)
-    assert (body["code"], body["referrals"], body["total_earned"]) == (referrer_me["referral_code"], [], 0)
+    assert (body["code"], body["referrals"], body["total_earned"]) == (
+        referrer_me["referral_code"],
+        [],
+        0,
+    )
 
     referred_ids = []
     for _ in range(2):
@@ -95,7 +104,9 @@ async def test_referrals_summary_lists_code_referrals_and_total_earned(
     assert (referred_summary["referrals"], referred_summary["total_earned"]) == ([], 0)
 
 
-async def test_own_code_is_422_self_referral(client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool) -> None:
+async def test_own_code_is_422_self_referral(
+    client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool
+) -> None:
     user, me = await new_user(client, outbox_path)
     assert_error(await apply(client, user, me["referral_code"]), 422, "self_referral")
     assert_error(await apply(client, user, me["referral_code"].lower()), 422, "self_referral")
@@ -104,7 +115,9 @@ async def test_own_code_is_422_self_referral(client: httpx.AsyncClient, outbox_p
     assert await referral_transfers(db, me["id"]) == []
 
 
-async def test_two_users_cannot_refer_each_other(client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool) -> None:
+async def test_two_users_cannot_refer_each_other(
+    client: httpx.AsyncClient, outbox_path: Path, db: asyncpg.Pool
+) -> None:
     alice, alice_me = await new_user(client, outbox_path)
     bob, bob_me = await new_user(client, outbox_path)
     assert (await apply(client, alice, bob_me["referral_code"])).status_code == 200
@@ -120,7 +133,16 @@ async def test_unknown_or_malformed_code_is_422_invalid_referral_code(
     user, me = await new_user(client, outbox_path)
     taken = set(await db.fetchval("SELECT array_agg(referral_code) FROM users"))
     unused = next(c for c in ("ZZZZZZZZ", "YYYYYYYY", "XXXXXXXX") if c not in taken)
-    for code in (unused, "ABCDEFG", "ABCDEFGHJ", "ABCDEF0I", "", "        ", "ABCD-EFG", "ÄBCDEFGH"):
+    for code in (
+        unused,
+        "ABCDEFG",
+        "ABCDEFGHJ",
+        "ABCDEF0I",
+        "",
+        "        ",
+        "ABCD-EFG",
+        "ÄBCDEFGH",
+    ):
         assert_error(await apply(client, user, code), 422, "invalid_referral_code")
     assert await is_new(client, user) is True
     # A bad attempt does not use up the right to apply a good code.
@@ -166,14 +188,23 @@ async def test_ten_concurrent_submissions_of_the_same_code_credit_once(
 ) -> None:
     referrer, referrer_me = await new_user(client, outbox_path)
     referred, referred_me = await new_user(client, outbox_path)
-    responses = await asyncio.gather(*(apply(client, referred, referrer_me["referral_code"]) for _ in range(10)))
-    assert sorted(r.status_code for r in responses) == [200] + [409] * 9, [r.text for r in responses]
-    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {"already_referred"}
+    responses = await asyncio.gather(
+        *(apply(client, referred, referrer_me["referral_code"]) for _ in range(10))
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 9, [
+        r.text for r in responses
+    ]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {
+        "already_referred"
+    }
     assert await balance(client, referrer) == SIGNUP + BONUS
     assert app.state.engine.exchange.cash(referrer_me["id"]) == SIGNUP + BONUS
     assert [r["amount"] for r in await referral_transfers(db, referred_me["id"])] == [BONUS]
     summary = (await client.get("/api/v1/referrals", headers=referrer)).json()
-    assert ([r["user_id"] for r in summary["referrals"]], summary["total_earned"]) == ([referred_me["id"]], BONUS)
+    assert ([r["user_id"] for r in summary["referrals"]], summary["total_earned"]) == (
+        [referred_me["id"]],
+        BONUS,
+    )
 
 
 async def test_ten_concurrent_submissions_of_different_codes_credit_exactly_one_referrer(
@@ -181,9 +212,15 @@ async def test_ten_concurrent_submissions_of_different_codes_credit_exactly_one_
 ) -> None:
     referrers = [await new_user(client, outbox_path) for _ in range(10)]
     referred, referred_me = await new_user(client, outbox_path)
-    responses = await asyncio.gather(*(apply(client, referred, me["referral_code"]) for _, me in referrers))
-    assert sorted(r.status_code for r in responses) == [200] + [409] * 9, [r.text for r in responses]
-    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {"already_referred"}
+    responses = await asyncio.gather(
+        *(apply(client, referred, me["referral_code"]) for _, me in referrers)
+    )
+    assert sorted(r.status_code for r in responses) == [200] + [409] * 9, [
+        r.text for r in responses
+    ]
+    assert {r.json()["error"]["code"] for r in responses if r.status_code == 409} == {
+        "already_referred"
+    }
     [winner] = [r.json()["referrer_id"] for r in responses if r.status_code == 200]
     for headers, me in referrers:
         expected = SIGNUP + BONUS if me["id"] == winner else SIGNUP
@@ -197,10 +234,14 @@ async def test_many_users_referred_concurrently_by_one_referrer_each_credit_once
 ) -> None:
     referrer, referrer_me = await new_user(client, outbox_path)
     referred = [await new_user(client, outbox_path) for _ in range(10)]
-    responses = await asyncio.gather(*(apply(client, headers, referrer_me["referral_code"]) for headers, _ in referred))
+    responses = await asyncio.gather(
+        *(apply(client, headers, referrer_me["referral_code"]) for headers, _ in referred)
+    )
     assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
     assert await balance(client, referrer) == SIGNUP + 10 * BONUS
     assert app.state.engine.exchange.cash(referrer_me["id"]) == SIGNUP + 10 * BONUS
     summary = (await client.get("/api/v1/referrals", headers=referrer)).json()
     assert summary["total_earned"] == 10 * BONUS
-    assert sorted(r["user_id"] for r in summary["referrals"]) == sorted(me["id"] for _, me in referred)
+    assert sorted(r["user_id"] for r in summary["referrals"]) == sorted(
+        me["id"] for _, me in referred
+    )

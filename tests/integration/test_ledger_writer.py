@@ -15,6 +15,7 @@ import random
 from collections.abc import AsyncIterator
 
 import asyncpg
+import pytest
 import pytest_asyncio
 
 from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
@@ -138,12 +139,14 @@ async def _recovered_equals_running(
     assert recovered.last_withdrawal_id == engine.last_withdrawal_id
 
 
+@pytest.mark.parametrize("copy_batch_min", [1, 10**9], ids=["by-copy", "by-call"])
 async def test_random_trading_is_written_exactly_and_recovers_exactly(
-    url: str, pool: asyncpg.Pool
+    url: str, pool: asyncpg.Pool, copy_batch_min: int
 ) -> None:
+    """Both ways of writing a batch (COPY for large ones, one call for small ones)."""
     await _seed(pool)
     engine = Engine()
-    writer = LedgerWriter(url, backlog_max=100_000)
+    writer = LedgerWriter(url, backlog_max=100_000, copy_batch_min=copy_batch_min)
     await engine.recover(pool)
     async with pool.acquire() as conn:
         await writer.load(conn)

@@ -79,5 +79,7 @@ def test_prod_needs_a_real_secret_and_secure_cookies() -> None:
     with pytest.raises(ConfigError, match="at least 32 bytes"):
         load_settings({"PROBO_ENV": "prod", "PROBO_JWT_SECRET": "short"})
     with pytest.raises(ConfigError, match="PROBO_COOKIE_SECURE"):
-        load_settings({"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong, "PROBO_COOKIE_SECURE": "false"})
+        load_settings(
+            {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong, "PROBO_COOKIE_SECURE": "false"}
+        )
     assert load_settings({"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong}).env == "prod"

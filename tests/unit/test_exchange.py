@@ -33,15 +33,32 @@ def ex() -> Exchange:
     return exchange
 
 
-def limit(user: int, outcome: str, side: str, price: int, quantity: int, tif: str = "gtc", **kw: object) -> PlaceOrder:
+def limit(
+    user: int, outcome: str, side: str, price: int, quantity: int, tif: str = "gtc", **kw: object
+) -> PlaceOrder:
     return PlaceOrder(
-        user_id=user, market_id=M, outcome=outcome, side=side, type="limit", price=price, quantity=quantity,
-        time_in_force=tif, **kw,  # type: ignore[arg-type]
+        user_id=user,
+        market_id=M,
+        outcome=outcome,
+        side=side,
+        type="limit",
+        price=price,
+        quantity=quantity,
+        time_in_force=tif,
+        **kw,  # type: ignore[arg-type]
     )
 
 
 def market(user: int, outcome: str, side: str, quantity: int) -> PlaceOrder:
-    return PlaceOrder(user_id=user, market_id=M, outcome=outcome, side=side, type="market", quantity=quantity, time_in_force="ioc")  # type: ignore[arg-type]
+    return PlaceOrder(
+        user_id=user,
+        market_id=M,
+        outcome=outcome,
+        side=side,
+        type="market",
+        quantity=quantity,
+        time_in_force="ioc",
+    )  # type: ignore[arg-type]
 
 
 def trades(events: list) -> list[TradeExecuted]:
@@ -54,7 +71,9 @@ def place(ex: Exchange, command: PlaceOrder) -> list:
     return events
 
 
-def give_contracts(ex: Exchange, yes_holder: int, no_holder: int, quantity: int, yes_price: int = 500) -> None:
+def give_contracts(
+    ex: Exchange, yes_holder: int, no_holder: int, quantity: int, yes_price: int = 500
+) -> None:
     """Mint `quantity` pairs: `yes_holder` gets YES, `no_holder` NO."""
     place(ex, limit(yes_holder, "yes", "buy", yes_price, quantity))
     [trade] = trades(place(ex, limit(no_holder, "no", "buy", 1000 - yes_price, quantity)))
@@ -71,7 +90,12 @@ def test_buy_yes_meets_sell_yes_transfer(ex: Exchange, taker_is_bid: bool) -> No
     bid, ask = limit(ALICE, "yes", "buy", 600, 4), limit(BOB, "yes", "sell", 600, 4)
     place(ex, ask if taker_is_bid else bid)
     [trade] = trades(place(ex, bid if taker_is_bid else ask))
-    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == ("transfer", 600, 4, 0)
+    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == (
+        "transfer",
+        600,
+        4,
+        0,
+    )
     assert ex.cash(ALICE) == FUNDS - 2400
     assert ex.cash(BOB) == bob_cash + 2400
     assert ex.position(ALICE, M) == (4, 0, 0, 0)
@@ -88,7 +112,12 @@ def test_buy_yes_meets_buy_no_mint(ex: Exchange, taker_is_bid: bool) -> None:
     bid, ask = limit(ALICE, "yes", "buy", 650, 3), limit(BOB, "no", "buy", 350, 3)
     place(ex, ask if taker_is_bid else bid)
     [trade] = trades(place(ex, bid if taker_is_bid else ask))
-    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == ("mint", 650, 3, 3000)
+    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == (
+        "mint",
+        650,
+        3,
+        3000,
+    )
     assert ex.cash(ALICE) == FUNDS - 1950
     assert ex.cash(BOB) == FUNDS - 1050
     assert ex.escrow(M) == 3000
@@ -101,10 +130,18 @@ def test_buy_yes_meets_buy_no_mint(ex: Exchange, taker_is_bid: bool) -> None:
 def test_sell_no_meets_sell_yes_merge(ex: Exchange, taker_is_bid: bool) -> None:
     give_contracts(ex, ALICE, BOB, 5)  # ALICE YES, BOB NO; escrow 5000
     alice_cash, bob_cash = ex.cash(ALICE), ex.cash(BOB)
-    bid, ask = limit(BOB, "no", "sell", 300, 5), limit(ALICE, "yes", "sell", 700, 5)  # bid at YES 700
+    bid, ask = (
+        limit(BOB, "no", "sell", 300, 5),
+        limit(ALICE, "yes", "sell", 700, 5),
+    )  # bid at YES 700
     place(ex, ask if taker_is_bid else bid)
     [trade] = trades(place(ex, bid if taker_is_bid else ask))
-    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == ("merge", 700, 5, -5000)
+    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == (
+        "merge",
+        700,
+        5,
+        -5000,
+    )
     assert ex.cash(ALICE) == alice_cash + 3500
     assert ex.cash(BOB) == bob_cash + 1500
     assert ex.escrow(M) == 0
@@ -115,10 +152,18 @@ def test_sell_no_meets_sell_yes_merge(ex: Exchange, taker_is_bid: bool) -> None:
 def test_sell_no_meets_buy_no_transfer(ex: Exchange, taker_is_bid: bool) -> None:
     give_contracts(ex, CAROL, BOB, 6)  # BOB holds NO
     bob_cash = ex.cash(BOB)
-    bid, ask = limit(BOB, "no", "sell", 450, 6), limit(ALICE, "no", "buy", 450, 6)  # both at YES 550
+    bid, ask = (
+        limit(BOB, "no", "sell", 450, 6),
+        limit(ALICE, "no", "buy", 450, 6),
+    )  # both at YES 550
     place(ex, ask if taker_is_bid else bid)
     [trade] = trades(place(ex, bid if taker_is_bid else ask))
-    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == ("transfer", 550, 6, 0)
+    assert (trade.kind, trade.yes_price, trade.quantity, trade.escrow_delta) == (
+        "transfer",
+        550,
+        6,
+        0,
+    )
     assert ex.cash(ALICE) == FUNDS - 2700
     assert ex.cash(BOB) == bob_cash + 2700
     assert ex.position(ALICE, M) == (0, 6, 0, 0)
@@ -128,7 +173,9 @@ def test_sell_no_meets_buy_no_transfer(ex: Exchange, taker_is_bid: bool) -> None
 # --- locks and their releases -----------------------------------------------------------
 
 
-def test_buy_locks_price_times_quantity_and_a_better_fill_releases_the_difference(ex: Exchange) -> None:
+def test_buy_locks_price_times_quantity_and_a_better_fill_releases_the_difference(
+    ex: Exchange,
+) -> None:
     place(ex, limit(BOB, "no", "buy", 450, 10))  # an ask at YES 550
     [accepted, trade] = place(ex, limit(ALICE, "yes", "buy", 700, 4))
     assert isinstance(accepted, OrderAccepted) and accepted.locked_cash == 2800
@@ -171,7 +218,11 @@ def test_ioc_remainder_is_canceled_and_released(ex: Exchange) -> None:
     place(ex, limit(BOB, "no", "buy", 500, 2))
     events = place(ex, limit(ALICE, "yes", "buy", 500, 5, tif="ioc"))
     assert [type(e) for e in events] == [OrderAccepted, TradeExecuted, OrderCanceled]
-    assert (events[-1].reason, events[-1].canceled_quantity, events[-1].released_cash) == ("ioc_remainder", 3, 1500)
+    assert (events[-1].reason, events[-1].canceled_quantity, events[-1].released_cash) == (
+        "ioc_remainder",
+        3,
+        1500,
+    )
     assert ex.locked_cash(ALICE) == 0
     assert not ex.open_orders(M)
 
@@ -181,7 +232,11 @@ def test_fok_that_cannot_fill_touches_nothing(ex: Exchange) -> None:
     place(ex, limit(ALICE, "no", "buy", 500, 5))  # ALICE's own liquidity does not count
     events = place(ex, limit(ALICE, "yes", "buy", 500, 5, tif="fok"))
     assert [type(e) for e in events] == [OrderAccepted, OrderCanceled]
-    assert (events[-1].reason, events[-1].canceled_quantity, events[-1].released_cash) == ("fok_unfilled", 5, 2500)
+    assert (events[-1].reason, events[-1].canceled_quantity, events[-1].released_cash) == (
+        "fok_unfilled",
+        5,
+        2500,
+    )
     assert len(ex.open_orders(M)) == 2
     assert ex.locked_cash(ALICE) == 2500  # only the resting NO buy
 
@@ -216,7 +271,11 @@ def test_market_buy_fills_only_as_far_as_funds_allow(ex: Exchange) -> None:
     accepted, *fills, canceled = events
     assert accepted.locked_cash == 300 + 400  # one at 300, then one at 400: 1000 buys no third
     assert [(t.yes_price, t.quantity) for t in fills] == [(300, 1), (400, 1)]
-    assert (canceled.reason, canceled.canceled_quantity, canceled.released_cash) == ("ioc_remainder", 8, 0)
+    assert (canceled.reason, canceled.canceled_quantity, canceled.released_cash) == (
+        "ioc_remainder",
+        8,
+        0,
+    )
     assert ex.cash(poor) == 300 and ex.locked_cash(poor) == 0
 
 
@@ -249,7 +308,11 @@ def test_price_time_priority_across_order_kinds(ex: Exchange) -> None:
     [second] = place(ex, limit(CAROL, "yes", "sell", 550, 1))  # ask 550, second
     [better] = place(ex, limit(BOB, "no", "buy", 500, 1))  # ask 500, best price
     events = place(ex, limit(ALICE, "yes", "buy", 550, 3))
-    assert [t.maker_order_id for t in trades(events)] == [better.order_id, first.order_id, second.order_id]
+    assert [t.maker_order_id for t in trades(events)] == [
+        better.order_id,
+        first.order_id,
+        second.order_id,
+    ]
     assert [t.kind for t in trades(events)] == ["mint", "mint", "transfer"]
 
 
@@ -289,7 +352,10 @@ def test_paused_market_refuses_orders_but_allows_cancels(ex: Exchange) -> None:
         (limit(ALICE, "yes", "buy", 1000, 1), "invalid_price"),
         (limit(ALICE, "yes", "buy", 500, 0), "invalid_quantity"),
         (limit(ALICE, "yes", "buy", 500, 100_001), "invalid_quantity"),
-        (PlaceOrder(ALICE, M, "yes", "buy", "market", 1, price=500, time_in_force="ioc"), "validation_error"),
+        (
+            PlaceOrder(ALICE, M, "yes", "buy", "market", 1, price=500, time_in_force="ioc"),
+            "validation_error",
+        ),
         (PlaceOrder(ALICE, M, "yes", "buy", "market", 1, time_in_force="gtc"), "validation_error"),
         (PlaceOrder(ALICE, M, "yes", "buy", "limit", 1), "validation_error"),
         (limit(ALICE, "yes", "buy", 950, 10_000), "insufficient_funds"),
@@ -297,7 +363,9 @@ def test_paused_market_refuses_orders_but_allows_cancels(ex: Exchange) -> None:
         (PlaceOrder(ALICE, 99, "yes", "buy", "limit", 1, price=500), "not_found"),
     ],
 )
-def test_refusals_are_typed_and_change_nothing(ex: Exchange, command: PlaceOrder, code: str) -> None:
+def test_refusals_are_typed_and_change_nothing(
+    ex: Exchange, command: PlaceOrder, code: str
+) -> None:
     [rejected] = place(ex, command)
     assert isinstance(rejected, OrderRejected) and rejected.code == code
     assert ex.last_order_id == 0 and ex.locked_cash(ALICE) == 0
@@ -345,7 +413,13 @@ def test_depth_has_the_spec_shape(ex: Exchange) -> None:
 
 @pytest.mark.parametrize(
     ("outcome", "fee_bps", "alice_net", "bob_net", "fees"),
-    [("yes", 0, 3000, 0, 0), ("no", 0, 0, 3000, 0), ("void", 0, 1500, 1500, 0), ("yes", 250, 2925, 0, 75), ("void", 333, 1451, 1451, 98)],
+    [
+        ("yes", 0, 3000, 0, 0),
+        ("no", 0, 0, 3000, 0),
+        ("void", 0, 1500, 1500, 0),
+        ("yes", 250, 2925, 0, 75),
+        ("void", 333, 1451, 1451, 98),
+    ],
 )
 def test_settlement_pays_out_of_escrow_exactly(
     ex: Exchange, outcome: str, fee_bps: int, alice_net: int, bob_net: int, fees: int
@@ -383,7 +457,9 @@ def test_a_refused_order_leaves_no_trace(ex: Exchange) -> None:
     assert ex.cash(stranger) == 0 and ex.locked_cash(stranger) == 0
 
 
-def test_settlement_is_refused_before_close_and_for_bad_input_without_changing_anything(ex: Exchange) -> None:
+def test_settlement_is_refused_before_close_and_for_bad_input_without_changing_anything(
+    ex: Exchange,
+) -> None:
     give_contracts(ex, ALICE, BOB, 2)
     with pytest.raises(InvalidMarketTransition):
         ex.settle_market(M, "yes", 0)

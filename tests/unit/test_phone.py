@@ -21,7 +21,9 @@ def test_accepted_forms(raw: str, normal: str) -> None:
     assert normalise_phone(raw) == normal
 
 
-@pytest.mark.parametrize("raw", ["", "12345", "5812345678", "+91123", "+9198123456789", "phone", "+0123456789", "9" * 40])
+@pytest.mark.parametrize(
+    "raw", ["", "12345", "5812345678", "+91123", "+9198123456789", "phone", "+0123456789", "9" * 40]
+)
 def test_refused_forms(raw: str) -> None:
     with pytest.raises(InvalidPhone):
         normalise_phone(raw)
