@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROBO := $(VENV)/bin/probo
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-engine lint audit migrate clean
+.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery lint audit migrate clean
 
 # The matching core is compiled with mypyc (setup.py): reinstall when it changes.
 ENGINE_SOURCES := setup.py probo/orderbook/accounts.py probo/orderbook/book.py probo/orderbook/exchange.py
@@ -33,9 +33,21 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-engine
+bench: bench-engine bench-load bench-writer bench-recovery
 	$(PY) -m bench.startup
 	$(PY) -m bench.ledger
+
+# Order entry over HTTP (probo serve, 1,000 users, 10 markets) against a bare litestar floor.
+bench-load: $(STAMP)
+	$(PY) -m bench.load
+
+# The ledger writer alone: ~200,000 trades of a real engine flow committed to Postgres.
+bench-writer: $(STAMP)
+	$(PY) -m bench.writer
+
+# Start-up recovery of 200,000 open orders and 50,000 users, in process and to /readyz.
+bench-recovery: $(STAMP)
+	$(PY) -m bench.recovery
 
 # The matching core against lightmatchingengine and liquibook on one order flow.
 bench-engine: $(BENCH_STAMP)
