@@ -194,9 +194,8 @@ async def test_trading_goes_on_while_redis_is_away(
             "locked": 0,
             "available": 99_700,
         }
-        assert (
-            await client.get("/api/v1/markets/{}/orderbook".format(market["id"]))
-        ).status_code == 200
+        book = await client.get(f"/api/v1/markets/{market['id']}/orderbook")
+        assert book.status_code == 200
         assert_error(
             await client.post("/api/v1/auth/otp", json={"phone": new_phone()}), 503, "unavailable"
         )
