@@ -184,8 +184,12 @@ class LedgerWriter:
                     self.committed_entries += count
                     for entry in batch:
                         waiter = entry.waiter
-                        if waiter is not None and not waiter.done():
-                            waiter.set_result(entry)
+                        if waiter is not None:
+                            # The future will hold the entry: drop the entry's hold on the
+                            # future, or the pair is a cycle only the collector can free.
+                            entry.waiter = None
+                            if not waiter.done():
+                                waiter.set_result(entry)
         finally:
             await self.close()
 

@@ -76,8 +76,9 @@ class _NullSink:
     backlog = 0
 
     def append(self, entry: Entry) -> None:
-        if entry.waiter is not None and not entry.waiter.done():
-            entry.waiter.set_result(entry)
+        waiter, entry.waiter = entry.waiter, None  # no entry <-> future cycle
+        if waiter is not None and not waiter.done():
+            waiter.set_result(entry)
 
 
 class Engine:
