@@ -123,7 +123,6 @@ class LedgerWriter:
         self._positions: dict[tuple[int, int], PositionCost] = {}
         self._not_new: set[int] = set()
         self.stalled_since: float | None = None  # monotonic time of the first failed try
-        self.committed_entries = 0
 
     # --- the engine's side -------------------------------------------------------------
 
@@ -181,7 +180,6 @@ class LedgerWriter:
                     self._in_progress = count
                     await self._commit_until_done(batch)
                     self._in_progress = 0
-                    self.committed_entries += count
                     for entry in batch:
                         waiter = entry.waiter
                         if waiter is not None:

@@ -192,10 +192,6 @@ class Exchange:
             if p.yes or p.no
         }
 
-    def market_status(self, market_id: int) -> str | None:
-        market = self.markets.get(market_id)
-        return market.status if market is not None else None
-
     def order_market(self, order_id: int, user_id: int) -> int | None:
         """The market of the user's open order `order_id`, or None."""
         for market in self.markets.values():
