@@ -31,6 +31,22 @@ def postgres_admin_url() -> Iterator[str]:
             server.stop()
 
 
+@contextmanager
+def redis_server_url() -> Iterator[str]:
+    """PROBO_BENCH_REDIS_URL, else the embedded Redis under BENCH_DATA_DIR."""
+    url = os.environ.get("PROBO_BENCH_REDIS_URL")
+    if url:
+        yield url
+        return
+    BENCH_DATA_DIR.mkdir(parents=True, exist_ok=True)
+    server = embedded.start_redis(BENCH_DATA_DIR)
+    try:
+        yield server.url
+    finally:
+        if not server.reused:
+            server.stop()
+
+
 async def fresh_database(admin_url: str) -> tuple[str, str]:
     """(name, url) of a new database with the schema."""
     name = f"probo_bench_{uuid.uuid4().hex[:10]}"

@@ -57,8 +57,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -70,9 +69,8 @@ import msgspec
 import psutil
 import redis
 
-from bench._servers import BENCH_DATA_DIR, drop_database, fresh_database, postgres_admin_url
+from bench._servers import drop_database, fresh_database, postgres_admin_url, redis_server_url
 from bench.loadgen import Plan, Result
-from probo import embedded
 
 USERS = 1000
 MARKETS = 10
@@ -116,22 +114,6 @@ class CheckFailed(AssertionError):
 
 
 # --- servers ------------------------------------------------------------------------------
-
-
-@contextmanager
-def redis_server_url() -> Iterator[str]:
-    """PROBO_BENCH_REDIS_URL, else the embedded Redis under bench/_servers.py's directory."""
-    url = os.environ.get("PROBO_BENCH_REDIS_URL")
-    if url:
-        yield url
-        return
-    BENCH_DATA_DIR.mkdir(parents=True, exist_ok=True)
-    server = embedded.start_redis(BENCH_DATA_DIR)
-    try:
-        yield server.url
-    finally:
-        if not server.reused:
-            server.stop()
 
 
 def _free_port() -> int:
