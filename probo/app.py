@@ -108,6 +108,9 @@ def create_app(
             )
             background.append(asyncio.create_task(revocations.listen(), name="revocations"))
             background.append(
+                asyncio.create_task(markets.run_market_clock(state.markets), name="market-clock")
+            )
+            background.append(
                 asyncio.create_task(mirror.run_reconciler(), name="credit-reconciler")
             )
             state.started = True

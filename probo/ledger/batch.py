@@ -1,9 +1,10 @@
 """Events into rows: the pure translation of one batch for the ledger writer.
 
-Money moves as transfers (kind `trade` for every fill, `withdrawal`), balances as
-per-account deltas summed over the batch, orders as new rows (final state within the
-batch) or deltas on rows from earlier batches, positions as absolute values with an
-average-cost basis and realised P&L. Nothing here touches the caches it is given:
+Money moves as transfers (kind `trade` for every fill, `withdrawal`, and at
+resolution `payout` then `fee`), balances as per-account deltas summed over the
+batch, orders as new rows (final state within the batch) or deltas on rows from
+earlier batches, positions as absolute values with an average-cost basis, realised
+P&L and the resolution's payout, markets as status, outcome, volume and last price. Nothing here touches the caches it is given:
 the writer applies `positions` and `not_new` after the commit.
 """
 
@@ -13,12 +14,13 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from probo.ledger.types import PLATFORM_BANK_ACCOUNT_ID
+from probo.ledger.types import PLATFORM_BANK_ACCOUNT_ID, PLATFORM_FEES_ACCOUNT_ID
 from probo.orderbook import (
     Entry,
     MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
+    Settlement,
     TradeExecuted,
     WithdrawalAccepted,
 )
@@ -29,19 +31,34 @@ PAYOUT = 1000
 class PositionCost:
     """A user's contracts in one market with their cost basis (paise) and realised P&L."""
 
-    __slots__ = ("yes", "no", "yes_cost", "no_cost", "realized")
+    __slots__ = ("yes", "no", "yes_cost", "no_cost", "realized", "payout")
 
     def __init__(
-        self, yes: int = 0, no: int = 0, yes_cost: int = 0, no_cost: int = 0, realized: int = 0
+        self,
+        yes: int = 0,
+        no: int = 0,
+        yes_cost: int = 0,
+        no_cost: int = 0,
+        realized: int = 0,
+        payout: int = 0,
     ) -> None:
         self.yes = yes
         self.no = no
         self.yes_cost = yes_cost
         self.no_cost = no_cost
         self.realized = realized
+        self.payout = payout  # gross paid at resolution (the fee is in `realized`)
 
     def copy(self) -> PositionCost:
-        return PositionCost(self.yes, self.no, self.yes_cost, self.no_cost, self.realized)
+        return PositionCost(
+            self.yes, self.no, self.yes_cost, self.no_cost, self.realized, self.payout
+        )
+
+    def settle(self, gross: int, fee: int) -> None:
+        """Resolution: every contract paid `gross` in all, less `fee`; the position closes."""
+        self.realized += gross - fee - self.yes_cost - self.no_cost
+        self.payout = gross
+        self.yes = self.no = self.yes_cost = self.no_cost = 0
 
     def trade(self, outcome: str, contracts: int, price: int) -> None:
         """`contracts` (signed) of `outcome` bought (+) or sold (-) at `price` each.
@@ -65,6 +82,18 @@ class PositionCost:
             self.no, self.no_cost = held, cost
 
 
+class MarketChange:
+    """What one batch changes of a market row."""
+
+    __slots__ = ("status", "outcome", "volume", "last_price")
+
+    def __init__(self) -> None:
+        self.status: str | None = None
+        self.outcome: str | None = None
+        self.volume = 0  # contracts traded in this batch
+        self.last_price: int | None = None  # YES price of the batch's last trade
+
+
 class BatchRows:
     __slots__ = (
         "new_orders",
@@ -74,7 +103,7 @@ class BatchRows:
         "account_deltas",
         "positions",
         "withdrawals",
-        "market_status",
+        "markets",
         "not_new",
     )
 
@@ -86,7 +115,7 @@ class BatchRows:
         self.account_deltas: dict[int, int] = {}
         self.positions: dict[tuple[int, int], PositionCost] = {}
         self.withdrawals: list[tuple[Any, ...]] = []
-        self.market_status: dict[int, str] = {}
+        self.markets: dict[int, MarketChange] = {}
         self.not_new: set[int] = set()
 
 
@@ -107,6 +136,12 @@ def build_batch(
     updates: dict[int, list[Any]] = {}
     deltas = rows.account_deltas
     changed = rows.positions
+
+    def market(market_id: int) -> MarketChange:
+        change = rows.markets.get(market_id)
+        if change is None:
+            change = rows.markets[market_id] = MarketChange()
+        return change
 
     def position(user_id: int, market_id: int) -> PositionCost:
         key = (user_id, market_id)
@@ -159,6 +194,9 @@ def build_batch(
                         e.maker_side, at,
                     )
                 )  # fmt: skip
+                change = market(e.market_id)
+                change.volume += q
+                change.last_price = e.yes_price
                 fill(e.taker_order_id, q, taker_price * q, e.taker_remaining == 0, at)
                 fill(e.maker_order_id, q, maker_price * q, e.maker_remaining == 0, at)
                 taker_account = cash_accounts[e.taker_user_id]
@@ -245,7 +283,30 @@ def build_batch(
                 )  # fmt: skip
             elif kind is MarketStatusChanged:
                 m: MarketStatusChanged = event  # type: ignore[assignment]
-                rows.market_status[m.market_id] = m.status
+                market(m.market_id).status = m.status
+            elif kind is Settlement:
+                s: Settlement = event  # type: ignore[assignment]
+                change = market(s.market_id)
+                change.status = "resolved"
+                change.outcome = s.outcome
+                escrow = escrow_accounts[s.market_id]
+                paid = {}
+                for p in s.payouts:
+                    cash = cash_accounts[p.user_id]
+                    move(escrow, cash, p.gross, "payout", "market", s.market_id, at)
+                    if p.fee:
+                        move(
+                            cash, PLATFORM_FEES_ACCOUNT_ID, p.fee, "fee", "market", s.market_id, at
+                        )
+                    paid[p.user_id] = p
+                # Every holder's position closes, the losing side's (paid nothing) too.
+                holders = {u for (u, m) in positions if m == s.market_id}
+                holders.update(u for (u, m) in changed if m == s.market_id)
+                for user_id in sorted(holders):
+                    held = position(user_id, s.market_id)
+                    if held.yes or held.no or user_id in paid:
+                        p = paid.get(user_id)
+                        held.settle(p.gross if p else 0, p.fee if p else 0)
             # OrderRejected and OrderDuplicate change nothing.
     rows.new_orders = list(new_orders.values())
     rows.order_updates = [(order_id, *update) for order_id, update in updates.items()]

@@ -5,7 +5,7 @@ one queue, in the order the engine decided them. One consumer takes whatever has
 queued, up to `BATCH_ENTRIES_MAX`, and commits it with one call of the database
 function `probo_write_batch` (one round trip, one transaction of set-based
 statements): orders, trades, transfers, account balances, positions, withdrawals,
-market statuses (large batches go by COPY instead: more round trips, cheaper rows;
+markets (status, outcome, volume, last price) (large batches go by COPY instead: more round trips, cheaper rows;
 the two are checked against each other). Only then does each entry's waiter get its result, so nothing is
 acknowledged before it is durable. While one batch commits the next one gathers:
 that is the group commit, and it needs no timer.
@@ -49,8 +49,8 @@ SELECT probo_write_batch(
     $16::bigint[], $17::bigint[],
     $18::positions[],
     $19::withdrawals[],
-    $20::bigint[], $21::text[],
-    $22::bigint[]
+    $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::int[],
+    $25::bigint[]
 )
 """
 
@@ -93,15 +93,24 @@ FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta)
 WHERE a.id = d.id
 """
 _UPSERT_POSITIONS = """
-INSERT INTO positions (user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[], $7::bigint[])
+INSERT INTO positions (user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl, payout)
+SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
+                     $7::bigint[], $8::bigint[])
 ON CONFLICT (user_id, market_id) DO UPDATE SET
     yes_quantity = excluded.yes_quantity, no_quantity = excluded.no_quantity,
-    yes_cost = excluded.yes_cost, no_cost = excluded.no_cost, realized_pnl = excluded.realized_pnl
+    yes_cost = excluded.yes_cost, no_cost = excluded.no_cost, realized_pnl = excluded.realized_pnl,
+    payout = excluded.payout
 """
 _UPDATE_MARKETS = """
-UPDATE markets AS m SET status = d.status
-FROM unnest($1::bigint[], $2::text[]) AS d(id, status) WHERE m.id = d.id
+UPDATE markets AS m SET
+    status = coalesce(d.status, m.status),
+    outcome = coalesce(d.outcome, m.outcome),
+    resolved_at = CASE WHEN d.outcome IS NULL THEN m.resolved_at ELSE now() END,
+    volume = m.volume + d.volume,
+    last_price = coalesce(d.last_price, m.last_price)
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[])
+    AS d(id, status, outcome, volume, last_price)
+WHERE m.id = d.id
 """
 _NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_new"
 
@@ -155,10 +164,11 @@ class LedgerWriter:
             else:
                 self._escrow_accounts[row["market_id"]] = row["id"]
         positions = await conn.fetch(
-            "SELECT user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl FROM positions"
+            "SELECT user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl, "
+            "payout FROM positions"
         )
         self._positions = {
-            (r["user_id"], r["market_id"]): PositionCost(r[2], r[3], r[4], r[5], r[6])
+            (r["user_id"], r["market_id"]): PositionCost(r[2], r[3], r[4], r[5], r[6], r[7])
             for r in positions
         }
 
@@ -308,15 +318,26 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     )
 
 
+def _market_columns(rows: BatchRows) -> tuple[list[Any], ...]:
+    ids = sorted(rows.markets)
+    changes = [rows.markets[i] for i in ids]
+    return (
+        ids,
+        [c.status for c in changes],
+        [c.outcome for c in changes],
+        [c.volume for c in changes],
+        [c.last_price for c in changes],
+    )
+
+
 async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
     """Small batches: one call of `probo_write_batch`, one round trip."""
     account_ids = sorted(rows.account_deltas)
     position_keys = list(rows.positions)
     positions = [
-        (user_id, market_id, p.yes, p.no, p.yes_cost, p.no_cost, p.realized)
+        (user_id, market_id, p.yes, p.no, p.yes_cost, p.no_cost, p.realized, p.payout)
         for (user_id, market_id), p in ((k, rows.positions[k]) for k in position_keys)
     ]
-    statuses = list(rows.market_status.items())
     await conn.execute(
         _WRITE_BATCH,
         [tuple(order) for order in rows.new_orders],
@@ -327,8 +348,7 @@ async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
         [rows.account_deltas[i] for i in account_ids],
         positions,
         rows.withdrawals,
-        [market_id for market_id, _ in statuses],
-        [status for _, status in statuses],
+        *_market_columns(rows),
         sorted(rows.not_new),
     )
 
@@ -367,11 +387,11 @@ async def _write_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None:
             [v.yes_cost for v in values],
             [v.no_cost for v in values],
             [v.realized for v in values],
+            [v.payout for v in values],
         )
     if rows.withdrawals:
         await conn.copy_records_to_table(
             "withdrawals", records=rows.withdrawals, columns=_WITHDRAWAL_COLUMNS
         )
-    if rows.market_status:
-        ids = list(rows.market_status)
-        await conn.execute(_UPDATE_MARKETS, ids, [rows.market_status[i] for i in ids])
+    if rows.markets:
+        await conn.execute(_UPDATE_MARKETS, *_market_columns(rows))

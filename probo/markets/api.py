@@ -1,4 +1,4 @@
-"""Markets HTTP routes: admin creation and public market data."""
+"""Markets HTTP routes: admin creation and lifecycle, public market data."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from litestar.params import Parameter
 
 from probo.auth import Claims
 from probo.markets.service import MarketService
-from probo.markets.types import Market, MarketCreate, MarketPage, OrderBook, TradePage
+from probo.markets.types import (
+    CandlePage,
+    Interval,
+    Market,
+    MarketCreate,
+    MarketPage,
+    OrderBook,
+    Resolution,
+    TradePage,
+)
 from probo.pagination import Cursor, Limit, decode_cursor
 
 MarketId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
@@ -32,6 +41,48 @@ dependencies = {"markets": Provide(provide_market_service, sync_to_thread=False)
 @post("/api/v1/admin/markets", status_code=201, tags=["admin"], summary="Create a market")
 async def create_market(data: MarketCreate, admin: Claims, markets: MarketService) -> Market:
     return await markets.create(data)
+
+
+@post(
+    "/api/v1/admin/markets/{market_id:int}/pause",
+    status_code=200,
+    tags=["admin"],
+    summary="Pause: no new orders, no matching; cancels allowed",
+)
+async def pause_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
+    return await markets.pause(market_id)
+
+
+@post(
+    "/api/v1/admin/markets/{market_id:int}/resume",
+    status_code=200,
+    tags=["admin"],
+    summary="Resume a paused market",
+)
+async def resume_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
+    return await markets.resume(market_id)
+
+
+@post(
+    "/api/v1/admin/markets/{market_id:int}/close",
+    status_code=200,
+    tags=["admin"],
+    summary="Close: every open order canceled, its lock released",
+)
+async def close_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
+    return await markets.close(market_id)
+
+
+@post(
+    "/api/v1/admin/markets/{market_id:int}/resolve",
+    status_code=200,
+    tags=["admin"],
+    summary="Resolve yes, no or void and pay every holder (closes the market first)",
+)
+async def resolve_market(
+    market_id: MarketId, data: Resolution, admin: Claims, markets: MarketService
+) -> Market:
+    return await markets.resolve(market_id, data.outcome)
 
 
 @get("/api/v1/markets", tags=["markets"], summary="Markets, newest first")
@@ -70,4 +121,30 @@ async def list_trades(
     return await markets.trades(market_id, limit=limit, before_id=decode_cursor(cursor))
 
 
-route_handlers = [create_market, list_markets, get_market, get_order_book, list_trades]
+@get(
+    "/api/v1/markets/{market_id:int}/candles",
+    tags=["markets"],
+    summary="OHLCV of the YES price, newest first",
+)
+async def list_candles(
+    market_id: MarketId,
+    markets: MarketService,
+    interval: Interval = "1m",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> CandlePage:
+    return await markets.candles(market_id, interval, limit=limit, before=decode_cursor(cursor))
+
+
+route_handlers = [
+    create_market,
+    pause_market,
+    resume_market,
+    close_market,
+    resolve_market,
+    list_markets,
+    get_market,
+    get_order_book,
+    list_trades,
+    list_candles,
+]

@@ -1,34 +1,85 @@
-"""Markets: creation (with the escrow account) and the market data traders read.
+"""Markets: creation, the lifecycle, resolution, and the market data traders read.
 
 A market is created in Postgres first and then opened in the engine; recovery opens
-every market it finds, so a crash between the two loses nothing. Best prices come from
-the engine's book; last price and volume from committed trades.
+every market it finds, so a crash between the two loses nothing. Lifecycle steps
+(pause, resume, close, resolve) go through the market's engine queue like orders, so
+they fall exactly between two orders, and are answered once their ledger batch has
+committed. A resolution is recorded in `markets.resolving` before the engine pays
+anyone; the payouts then commit in one batch with the market's new status, and a
+restart finishes a resolution that had not committed (`finish_resolutions`).
+
+Best prices come from the engine's book; last price and volume from the aggregates
+the ledger writer keeps on the market row; candles from trades, in SQL.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import asyncio
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
+from loguru import logger
 
 from probo.db import connection
-from probo.errors import not_found, unavailable, validation_error
+from probo.errors import ApiError, not_found, unavailable, validation_error
 from probo.ledger import LedgerWriter
-from probo.markets.types import Level, Market, MarketCreate, MarketPage, OrderBook, Trade, TradePage
-from probo.orderbook import Engine
-from probo.pagination import page
+from probo.markets.types import (
+    Candle,
+    CandlePage,
+    Interval,
+    Level,
+    Market,
+    MarketCreate,
+    MarketPage,
+    OrderBook,
+    Outcome,
+    Trade,
+    TradePage,
+)
+from probo.orderbook import (
+    Backpressure,
+    CloseMarket,
+    Engine,
+    EngineUnavailable,
+    InvalidMarketTransition,
+    MarketCommand,
+    MarketResolved,
+    PauseMarket,
+    ResolveMarket,
+    ResumeMarket,
+)
+from probo.pagination import encode_cursor, page
 
 PAYOUT = 1000
 ID_MAX = 2**63 - 1
 _MARKET_SELECT = """
 SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m.tick,
-       m.settlement_fee_bps, m.closes_at, m.created_at,
-       t.last_price, coalesce(v.volume, 0) AS volume
+       m.settlement_fee_bps, m.closes_at, m.created_at, m.resolved_at, m.last_price, m.volume
 FROM markets m
-LEFT JOIN LATERAL (SELECT yes_price AS last_price FROM trades
-                   WHERE market_id = m.id ORDER BY id DESC LIMIT 1) t ON true
-LEFT JOIN LATERAL (SELECT sum(quantity) AS volume FROM trades WHERE market_id = m.id) v ON true
 """
+INTERVALS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "1h": timedelta(hours=1),
+             "1d": timedelta(days=1)}  # fmt: skip
+# Candles are aligned to whole intervals since the Unix epoch (UTC days for `1d`).
+# A page spans at most `limit` intervals back from the newest trade before the cursor,
+# so it reads a bounded slice of trades however long the market's history is.
+_CANDLES = """
+SELECT date_bin($2::interval, created_at, 'epoch'::timestamptz) AS start,
+       (array_agg(yes_price ORDER BY created_at, id))[1] AS open,
+       max(yes_price) AS high,
+       min(yes_price) AS low,
+       (array_agg(yes_price ORDER BY created_at DESC, id DESC))[1] AS close,
+       sum(quantity) AS volume
+FROM trades
+WHERE market_id = $1 AND created_at < $3 AND created_at >= $4
+GROUP BY 1
+ORDER BY 1 DESC
+"""
+_NEWEST_TRADE_BEFORE = """
+SELECT created_at FROM trades WHERE market_id = $1 AND created_at < $2
+ORDER BY created_at DESC LIMIT 1
+"""
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 
 class MarketService:
@@ -63,6 +114,99 @@ class MarketService:
         self._engine.open_market(market_id, request.tick)
         return await self.get(market_id)
 
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def pause(self, market_id: int) -> Market:
+        await self._change(PauseMarket(market_id))
+        return await self.get(market_id)
+
+    async def resume(self, market_id: int) -> Market:
+        await self._change(ResumeMarket(market_id))
+        return await self.get(market_id)
+
+    async def close(self, market_id: int) -> Market:
+        await self._change(CloseMarket(market_id))
+        return await self.get(market_id)
+
+    async def resolve(self, market_id: int, outcome: Outcome) -> Market:
+        """Record the resolution, then pay it through the engine (closing first if open)."""
+        async with connection(self._pool) as conn:
+            row = await conn.fetchrow(
+                "UPDATE markets SET resolving = coalesce(resolving, $2) "
+                "WHERE id = $1 AND status <> 'resolved' RETURNING resolving, settlement_fee_bps",
+                market_id,
+                outcome,
+            )
+            if row is None:
+                if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
+                    raise not_found("market")
+                raise _market_resolved(market_id)
+        if row["resolving"] != outcome:
+            raise ApiError(
+                409,
+                "market_resolved",
+                f"market {market_id} is being resolved as {row['resolving']}",
+            )
+        await self._change(ResolveMarket(market_id, outcome, row["settlement_fee_bps"]))
+        return await self.get(market_id)
+
+    async def finish_resolutions(self) -> None:
+        """Resolutions recorded before a restart whose payouts never committed."""
+        async with connection(self._pool) as conn:
+            rows = await conn.fetch(
+                "SELECT id, resolving, settlement_fee_bps FROM markets "
+                "WHERE resolving IS NOT NULL AND status <> 'resolved' ORDER BY id"
+            )
+        for row in rows:
+            logger.warning("finishing the resolution of market {} as {}", row[0], row[1])
+            try:
+                await self._change(ResolveMarket(row[0], row[1], row[2]))
+            except ApiError as exc:
+                logger.error("market {} could not be resolved: {}", row[0], exc.message)
+
+    async def close_due(self, count_max: int) -> int:
+        """Close up to `count_max` markets whose `closes_at` has passed; how many closed."""
+        async with connection(self._pool) as conn:
+            due = await conn.fetch(
+                "SELECT id FROM markets WHERE status IN ('open', 'paused') AND closes_at <= now() "
+                "ORDER BY closes_at, id LIMIT $1",
+                count_max,
+            )
+        closed = 0
+        for row in due:
+            market = self._engine.exchange.markets.get(row["id"])
+            if market is None or market.status not in ("open", "paused"):
+                continue  # its close is on the way to the ledger
+            try:
+                await self._change(CloseMarket(row["id"]))
+            except ApiError as exc:
+                logger.warning("market {} not closed at closes_at: {}", row["id"], exc.message)
+            else:
+                closed += 1
+                logger.info("market {} closed at closes_at", row["id"])
+        return closed
+
+    async def _change(self, command: MarketCommand) -> None:
+        """Through the market's queue; returns once the change has committed."""
+        try:
+            waiter = self._engine.submit(command)
+        except KeyError:
+            raise not_found("market") from None
+        except Backpressure as exc:
+            raise unavailable(str(exc), exc.retry_after_s) from None
+        except EngineUnavailable as exc:
+            raise unavailable(str(exc), 1) from None
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), self._ack_timeout_s)
+        except MarketResolved:
+            raise _market_resolved(command.market_id) from None
+        except InvalidMarketTransition as exc:
+            raise ApiError(409, "invalid_transition", str(exc)) from None
+        except TimeoutError:
+            raise unavailable("not confirmed in time; it may still complete", 1) from None
+
+    # --- market data -------------------------------------------------------------------------
+
     def _market(self, row: asyncpg.Record) -> Market:
         best_yes = best_no = None
         if row["id"] in self._engine.exchange.markets:
@@ -81,6 +225,7 @@ class MarketService:
             settlement_fee_bps=row["settlement_fee_bps"],
             closes_at=row["closes_at"],
             created_at=row["created_at"],
+            resolved_at=row["resolved_at"],
             best_yes_bid=best_yes,
             best_no_bid=best_no,
             last_price=row["last_price"],
@@ -155,3 +300,39 @@ class MarketService:
             for r in rows
         ]
         return TradePage(items=items, next_cursor=cursor)
+
+    async def candles(
+        self, market_id: int, interval: Interval, *, limit: int, before: int | None
+    ) -> CandlePage:
+        """OHLCV of the YES price per `interval`, newest first; intervals without a
+        trade are left out. `before` is a cursor: the start (epoch seconds) of the
+        oldest candle of the previous page."""
+        step = INTERVALS[interval]
+        end = EPOCH + timedelta(seconds=before) if before is not None else FAR_FUTURE
+        async with connection(self._pool) as conn:
+            newest = await conn.fetchval(_NEWEST_TRADE_BEFORE, market_id, end)
+            if newest is None:
+                if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
+                    raise not_found("market")
+                return CandlePage(items=[], next_cursor=None)
+            newest_start = EPOCH + step * ((newest - EPOCH) // step)
+            start = newest_start - step * (limit - 1)
+            rows = await conn.fetch(_CANDLES, market_id, step, end, start)
+            more = await conn.fetchval(_NEWEST_TRADE_BEFORE, market_id, start) is not None
+        items = [
+            Candle(
+                start=r["start"],
+                open=r["open"],
+                high=r["high"],
+                low=r["low"],
+                close=r["close"],
+                volume=r["volume"],
+            )
+            for r in rows
+        ]
+        cursor = encode_cursor(int((start - EPOCH).total_seconds())) if more else None
+        return CandlePage(items=items, next_cursor=cursor)
+
+
+def _market_resolved(market_id: int) -> ApiError:
+    return ApiError(409, "market_resolved", f"market {market_id} is resolved")

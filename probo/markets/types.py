@@ -8,6 +8,8 @@ from typing import Annotated, Literal
 import msgspec
 
 MarketStatus = Literal["open", "paused", "closed", "resolved"]
+Outcome = Literal["yes", "no", "void"]
+Interval = Literal["1m", "5m", "1h", "1d"]
 
 
 class MarketCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -27,15 +29,20 @@ class Market(msgspec.Struct):
     category: str
     rules: str
     status: MarketStatus
-    outcome: Literal["yes", "no", "void"] | None
+    outcome: Outcome | None
     tick: int
     settlement_fee_bps: int
     closes_at: datetime
     created_at: datetime
+    resolved_at: datetime | None
     best_yes_bid: int | None  # what buyers of YES bid now
     best_no_bid: int | None
     last_price: int | None  # YES price of the last trade
     volume: int  # contracts traded
+
+
+class Resolution(msgspec.Struct, forbid_unknown_fields=True):
+    outcome: Outcome
 
 
 class MarketPage(msgspec.Struct):
@@ -67,4 +74,18 @@ class Trade(msgspec.Struct):
 
 class TradePage(msgspec.Struct):
     items: list[Trade]
+    next_cursor: str | None
+
+
+class Candle(msgspec.Struct):
+    start: datetime
+    open: int  # YES prices of the interval's first, highest, lowest and last trade
+    high: int
+    low: int
+    close: int
+    volume: int  # contracts traded in the interval
+
+
+class CandlePage(msgspec.Struct):
+    items: list[Candle]
     next_cursor: str | None

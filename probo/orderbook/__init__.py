@@ -2,7 +2,13 @@
 
 from probo.orderbook.book import Book, RestingOrder
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
-from probo.orderbook.engine import Backpressure, Engine, EventSink, WithdrawalDuplicate
+from probo.orderbook.engine import (
+    Backpressure,
+    Engine,
+    EventSink,
+    MarketResolved,
+    WithdrawalDuplicate,
+)
 from probo.orderbook.entry import Entry
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.mirror import CreditSink, EngineMirror, record_credit
@@ -11,14 +17,19 @@ from probo.orderbook.settlement import compute_settlement
 from probo.orderbook.types import (
     CancelAll,
     CancelOrder,
+    CloseMarket,
     Event,
+    MarketCommand,
     MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PauseMarket,
     Payout,
     PlaceOrder,
+    ResolveMarket,
+    ResumeMarket,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -34,6 +45,12 @@ __all__ = [
     "Book",
     "CancelAll",
     "CancelOrder",
+    "CloseMarket",
+    "MarketCommand",
+    "MarketResolved",
+    "PauseMarket",
+    "ResolveMarket",
+    "ResumeMarket",
     "CreateUser",
     "CreditSink",
     "Engine",

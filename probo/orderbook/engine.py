@@ -22,15 +22,20 @@ from loguru import logger
 
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 from probo.orderbook.entry import Entry
-from probo.orderbook.exchange import Exchange
+from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.recovery import Recovered, recover
 from probo.orderbook.types import (
     CancelAll,
     CancelOrder,
+    CloseMarket,
     Event,
+    MarketCommand,
     OrderDuplicate,
     OrderRejected,
+    PauseMarket,
     PlaceOrder,
+    ResolveMarket,
+    ResumeMarket,
     WithdrawalAccepted,
 )
 
@@ -41,7 +46,7 @@ RETRY_AFTER_S = 1
 # the collector's scans, and collect young objects less often.
 GC_THRESHOLD = (10_000, 10, 100)
 
-Command = PlaceOrder | CancelOrder | CancelAll
+Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
 
 
 class EventSink(Protocol):
@@ -58,6 +63,10 @@ class Backpressure(EngineUnavailable):
     """Too much is waiting (a market's queue, or the writer's backlog): retry later."""
 
     retry_after_s = RETRY_AFTER_S
+
+
+class MarketResolved(InvalidMarketTransition):
+    """The market is resolved already: nothing about it can change any more."""
 
 
 class WithdrawalDuplicate(Exception):
@@ -181,8 +190,12 @@ class Engine:
                         events: list[Event] = exchange.place(command)
                     elif type(command) is CancelOrder:
                         events = exchange.cancel(command)
+                    elif type(command) is CancelAll:
+                        events = exchange.cancel_all(command)
                     else:
-                        events = exchange.cancel_all(command)  # type: ignore[arg-type]
+                        events = self._change_market(command)  # type: ignore[arg-type]
+                except InvalidMarketTransition as exc:  # refused: nothing changed
+                    waiter.set_exception(exc)
                 except Exception as exc:  # a bug in the core: fail this command, keep the market
                     logger.opt(exception=exc).critical("engine failed on {!r}", command)
                     waiter.set_exception(exc)
@@ -193,6 +206,34 @@ class Engine:
                 if queue.empty():
                     break
                 command, waiter = queue.get_nowait()
+
+    def _change_market(self, command: MarketCommand) -> list[Event]:
+        """A lifecycle step, in the market's own order with its orders."""
+        exchange = self.exchange
+        market_id = command.market_id
+        if exchange.markets[market_id].status == "resolved":
+            raise MarketResolved(f"market {market_id} is resolved")
+        if type(command) is PauseMarket:
+            return exchange.pause_market(market_id)
+        if type(command) is ResumeMarket:
+            return exchange.resume_market(market_id)
+        if type(command) is CloseMarket:
+            return exchange.close_market(market_id)
+        assert type(command) is ResolveMarket, command
+        # Resolving an open or paused market closes it first, in the same entry: the
+        # close and the payouts commit together or not at all.
+        events: list[Event] = []
+        if exchange.markets[market_id].status != "closed":
+            events = exchange.close_market(market_id)
+        try:
+            settlement = exchange.settle_market(market_id, command.outcome, command.fee_bps)
+        except Exception:
+            if events:  # the close happened in memory: it must reach the ledger
+                self._sink.append(Entry(events, datetime.now(UTC), None))
+                self.seq[market_id] += 1
+            raise
+        events.append(settlement)
+        return events
 
     # --- withdrawals -----------------------------------------------------------------------
 

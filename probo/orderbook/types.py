@@ -72,6 +72,31 @@ class CancelAll(msgspec.Struct, frozen=True, gc=False):
     market_id: int
 
 
+class PauseMarket(msgspec.Struct, frozen=True, gc=False):
+    market_id: int
+
+
+class ResumeMarket(msgspec.Struct, frozen=True, gc=False):
+    market_id: int
+
+
+class CloseMarket(msgspec.Struct, frozen=True, gc=False):
+    """Cancel every open order (locks released) and stop trading for good."""
+
+    market_id: int
+
+
+class ResolveMarket(msgspec.Struct, frozen=True, gc=False):
+    """Close the market if it is not closed yet, then pay every holder (`Settlement`)."""
+
+    market_id: int
+    outcome: Literal["yes", "no", "void"]
+    fee_bps: int
+
+
+MarketCommand = PauseMarket | ResumeMarket | CloseMarket | ResolveMarket
+
+
 class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
     order_id: int
     user_id: int
@@ -154,17 +179,6 @@ class WithdrawalAccepted(msgspec.Struct, frozen=True, gc=False):
     idempotency_key: str
 
 
-Event = (
-    OrderAccepted
-    | TradeExecuted
-    | OrderCanceled
-    | OrderRejected
-    | OrderDuplicate
-    | MarketStatusChanged
-    | WithdrawalAccepted
-)
-
-
 class Payout(msgspec.Struct, frozen=True, gc=False):
     """What settlement pays one holder out of the market's escrow."""
 
@@ -177,8 +191,25 @@ class Payout(msgspec.Struct, frozen=True, gc=False):
 
 
 class Settlement(msgspec.Struct, frozen=True, gc=False):
+    """The event of a resolution: what every holder is paid out of the escrow.
+
+    The market's positions end at zero; holders paid nothing (the losing side) are
+    not listed."""
+
     market_id: int
     outcome: Literal["yes", "no", "void"]
     payouts: list[Payout]
     escrow_released: int  # equals the sum of gross payouts
     fees: int
+
+
+Event = (
+    OrderAccepted
+    | TradeExecuted
+    | OrderCanceled
+    | OrderRejected
+    | OrderDuplicate
+    | MarketStatusChanged
+    | WithdrawalAccepted
+    | Settlement
+)

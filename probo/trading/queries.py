@@ -180,7 +180,7 @@ async def positions(conn: asyncpg.Connection, user_id: int) -> list[asyncpg.Reco
     return await conn.fetch(
         """
         SELECT p.market_id, m.title, m.status, p.yes_quantity, p.no_quantity, p.yes_cost, p.no_cost,
-               p.realized_pnl,
+               p.realized_pnl, p.payout,
                coalesce(l.yes_locked, 0) AS yes_locked, coalesce(l.no_locked, 0) AS no_locked
         FROM positions p
         JOIN markets m ON m.id = p.market_id

@@ -276,7 +276,7 @@ class TradingService:
                     mark_value=mark,
                     unrealized_pnl=mark - invested,
                     realized_pnl=r["realized_pnl"],
-                    payout=0,
+                    payout=r["payout"],
                 )
             )
         totals = PortfolioTotals(
