@@ -31,7 +31,7 @@ from loguru import logger
 from probo import metrics
 from probo.db import CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
 from probo.ledger.batch import BatchRows, PositionCost, build_batch
-from probo.orderbook import Entry
+from probo.orderbook import Entry, Settlement
 
 BATCH_ENTRIES_MAX = 4096  # commands per transaction
 # A batch of this many commands or more is written by COPY (throughput: a backlog
@@ -298,6 +298,12 @@ class LedgerWriter:
                         users.add(maker)
                     if event.market_id not in self._escrow_accounts:  # type: ignore[union-attr]
                         markets.add(event.market_id)  # type: ignore[union-attr]
+                elif type(event) is Settlement:
+                    if event.market_id not in self._escrow_accounts:
+                        markets.add(event.market_id)
+                    users.update(
+                        p.user_id for p in event.payouts if p.user_id not in self._cash_accounts
+                    )
         if users:
             for row in await conn.fetch(
                 "SELECT id, user_id FROM accounts WHERE user_id = ANY($1::bigint[])", list(users)

@@ -211,8 +211,6 @@ class Engine:
         """A lifecycle step, in the market's own order with its orders."""
         exchange = self.exchange
         market_id = command.market_id
-        if exchange.markets[market_id].status == "resolved":
-            raise MarketResolved(f"market {market_id} is resolved")
         if type(command) is PauseMarket:
             return exchange.pause_market(market_id)
         if type(command) is ResumeMarket:
@@ -220,6 +218,8 @@ class Engine:
         if type(command) is CloseMarket:
             return exchange.close_market(market_id)
         assert type(command) is ResolveMarket, command
+        if exchange.markets[market_id].status == "resolved":
+            raise MarketResolved(f"market {market_id} is resolved")
         # Resolving an open or paused market closes it first, in the same entry: the
         # close and the payouts commit together or not at all.
         events: list[Event] = []

@@ -259,3 +259,134 @@ async def test_sigkill_under_load_loses_nothing_acknowledged(
     )
     output, _ = await asyncio.wait_for(audit.communicate(), 60)
     assert audit.returncode == 0, output.decode()
+
+
+HOLDER_PAIRS = 30
+SETTLEMENT_FEE_BPS = 100
+RESOLVED_WITHIN_S = 15
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill", ["with-the-payouts-held-back", "soon-after-asking"])
+async def test_sigkill_during_settlement_pays_everyone_exactly_once(
+    database: str, server_urls: tuple[str, str], redis_prefix: str, tmp_path: Path, kill: str
+) -> None:
+    """The server is killed while a resolution is on its way; after the restart the
+    market is resolved (by the restart finishing it, or by the admin asking again, as
+    one would who got no answer) and every holder was paid exactly once.
+
+    `with-the-payouts-held-back`: a lock on the escrow account holds the payout batch
+    until the resolution is recorded and the server killed, so the restart must finish
+    it. `soon-after-asking`: killed 2 ms after the request, wherever it got to."""
+    server = Server(database, server_urls[1], redis_prefix + "settle:", tmp_path)
+    await server.start()
+    try:
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+            admin_token, _ = await _login(http, server, server.admin_phone)
+            admin = bearer(admin_token)
+            market = (await create_market(http, admin, settlement_fee_bps=SETTLEMENT_FEE_BPS))["id"]
+            holdings: dict[int, tuple[Trader, int, int]] = {}  # user id -> trader, YES, NO
+            for pair in range(HOLDER_PAIRS):
+                quantity = 1 + pair % 3
+                traders = []
+                for _ in range(2):
+                    token, user_id = await _login(http, server, new_phone())
+                    traders.append(Trader(http, token, user_id))
+                yes, no = traders
+                await yes.placed(market, "yes", "buy", quantity, 500)
+                await no.placed(market, "no", "buy", quantity, 500)  # mint
+                holdings[yes.id] = (yes, quantity, 0)
+                holdings[no.id] = (no, 0, quantity)
+            before = {
+                user_id: (await t.wallet())["balance"] for user_id, (t, _, _) in holdings.items()
+            }
+            blocker = await asyncpg.connect(database)
+            try:
+                if kill == "with-the-payouts-held-back":
+                    await blocker.execute("BEGIN")
+                    await blocker.execute(
+                        "SELECT 1 FROM accounts WHERE market_id = $1 FOR UPDATE", market
+                    )
+                resolving = asyncio.create_task(
+                    http.post(
+                        f"/api/v1/admin/markets/{market}/resolve",
+                        json={"outcome": "yes"},
+                        headers=admin,
+                    )
+                )
+                if kill == "with-the-payouts-held-back":
+                    while not await blocker.fetchval(  # noqa: ASYNC110 (polling Postgres)
+                        "SELECT resolving IS NOT NULL FROM markets WHERE id = $1", market
+                    ):
+                        await asyncio.sleep(0.01)
+                    await asyncio.sleep(0.2)  # the payout batch is waiting on the lock
+                else:
+                    await asyncio.sleep(0.002)
+                server.kill()
+                if kill == "with-the-payouts-held-back":
+                    # The killed server's batch still waits in its Postgres backend, which
+                    # would commit it once the lock goes: end it, as a crash of the
+                    # database host would, so that the restart has to finish the job.
+                    await blocker.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                        "AND application_name = 'probo-ledger-writer'"
+                    )
+            finally:
+                await blocker.close()  # the held transaction rolls back
+            with contextlib.suppress(httpx.TransportError):
+                await resolving
+
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.base, timeout=30) as http:
+            admin_token, _ = await _login(http, server, server.admin_phone)
+            admin = bearer(admin_token)
+            deadline = time.monotonic() + RESOLVED_WITHIN_S
+            status = None
+            asked_again = False
+            while time.monotonic() < deadline:
+                db = await asyncpg.connect(database)
+                try:
+                    row = await db.fetchrow(
+                        "SELECT status, resolving FROM markets WHERE id = $1", market
+                    )
+                finally:
+                    await db.close()
+                status = row["status"]
+                if status == "resolved":
+                    break
+                if row["resolving"] is None:  # killed before the resolution was recorded
+                    again = await http.post(
+                        f"/api/v1/admin/markets/{market}/resolve",
+                        json={"outcome": "yes"},
+                        headers=admin,
+                    )
+                    assert again.status_code == 200, again.text
+                    asked_again = True
+                await asyncio.sleep(0.1)
+            assert status == "resolved"
+            if kill == "with-the-payouts-held-back":
+                assert not asked_again  # the restart finished the recorded resolution
+            for user_id, (trader, yes, _) in holdings.items():
+                gross = yes * 1000
+                fee = gross * SETTLEMENT_FEE_BPS // 10_000
+                wallet = await http.get("/api/v1/wallet", headers=trader.headers)
+                assert wallet.json()["balance"] == before[user_id] + gross - fee, user_id
+            db = await asyncpg.connect(database)
+            try:
+                paid = await db.fetch(
+                    "SELECT credit_account_id, count(*) AS n FROM transfers "
+                    "WHERE kind = 'payout' AND ref_id = $1 GROUP BY 1",
+                    market,
+                )
+                assert len(paid) == HOLDER_PAIRS and {r["n"] for r in paid} == {1}
+                assert (
+                    await db.fetchval("SELECT balance FROM accounts WHERE market_id = $1", market)
+                    == 0
+                )
+            finally:
+                await db.close()
+            audit = await http.get("/api/v1/admin/audit", headers=admin)
+            assert audit.json() == {"ok": True, "breaches": []}
+    finally:
+        server.stop()

@@ -1,7 +1,8 @@
 """The engine, the ledger writer and recovery against each other, on real Postgres.
 
 A seeded stream of random commands (limit gtc/ioc/fok and market orders on both
-outcomes and sides, cancels, cancel-alls, withdrawals) runs through the real per-market
+outcomes and sides, cancels, cancel-alls, withdrawals; at the end a market paused,
+one resolved and one closed while orders flow) runs through the real per-market
 engine tasks and the group-commit writer. Every so often a second engine is recovered
 from Postgres alone and must equal the running one exactly: cash, positions, escrows,
 and every book's resting orders in the same priority order with the same remaining
@@ -19,7 +20,16 @@ import pytest
 import pytest_asyncio
 
 from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
-from probo.orderbook import CancelAll, CancelOrder, Engine, OrderAccepted, PlaceOrder
+from probo.orderbook import (
+    CancelAll,
+    CancelOrder,
+    CloseMarket,
+    Engine,
+    OrderAccepted,
+    PauseMarket,
+    PlaceOrder,
+    ResolveMarket,
+)
 from tests.conftest import create_database, drop_database
 
 USERS = 12
@@ -137,6 +147,11 @@ async def _recovered_equals_running(
     assert recovered.exchange.last_order_id == engine.exchange.last_order_id
     assert recovered.exchange.last_trade_id == engine.exchange.last_trade_id
     assert recovered.last_withdrawal_id == engine.last_withdrawal_id
+    assert _statuses(recovered) == _statuses(engine)
+
+
+def _statuses(engine: Engine) -> dict[int, str]:
+    return {m: market.status for m, market in engine.exchange.markets.items()}
 
 
 @pytest.mark.parametrize("copy_batch_min", [1, 10**9], ids=["by-copy", "by-call"])
@@ -173,6 +188,27 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
                 trades += sum(1 for e in entry.events if type(e).__name__ == "TradeExecuted")
             engine.exchange.validate()
             await _recovered_equals_running(pool, engine, writer)
+        # The lifecycle in one burst with orders: market 3 resolves (closing first,
+        # with a fee), market 2 pauses and later closes, market 1 keeps trading.
+        lifecycle = {100: ResolveMarket(3, "void", 150), 200: PauseMarket(2), 300: CloseMarket(2)}
+        waiters = [
+            engine.submit(lifecycle.get(i) or _command(rng, issued)) for i in range(CHECK_EVERY)
+        ]
+        entries = await asyncio.wait_for(asyncio.gather(*waiters), COMMIT_TIMEOUT_S)
+        trades += sum(1 for e in entries for ev in e.events if type(ev).__name__ == "TradeExecuted")
+        assert _statuses(engine) == {1: "open", 2: "closed", 3: "resolved"}
+        engine.exchange.validate()
+        await _recovered_equals_running(pool, engine, writer)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT balance FROM accounts WHERE market_id = 3") == 0
+            assert (
+                await conn.fetchval(
+                    "SELECT count(*) FROM orders WHERE status = 'open' AND market_id <> 1"
+                )
+                == 0
+            )
+            paid = await conn.fetchval("SELECT count(*) FROM transfers WHERE kind = 'payout'")
+        assert paid > 0
     finally:
         await engine.stop()
         writer_task.cancel()
