@@ -11,7 +11,7 @@ from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
 from loguru import logger
 
-from probo import auth, health, kyc, markets, referral, trading, wallet
+from probo import auth, health, kyc, markets, realtime, referral, trading, wallet
 from probo.bodies import check_body_strictly
 from probo.config import Settings
 from probo.db import create_pool, migrate
@@ -65,7 +65,11 @@ def create_app(
             async with pool.acquire() as conn:
                 await writer.load(conn)
             engine.attach(writer)
+            hub = realtime.Hub(engine, pool)
+            hub.load()  # the recovered books are the committed ones
+            writer.on_commit = hub.committed
             background.append(asyncio.create_task(writer.run(), name="ledger-writer"))
+            background.append(asyncio.create_task(hub.run_user_feed(), name="user-feed"))
             engine.start()
             mirror = EngineMirror(
                 engine,
@@ -89,8 +93,9 @@ def create_app(
             state.engine = engine
             state.writer = writer
             state.trading = trading.TradingService(settings=settings, pool=pool, engine=engine)
+            state.hub = hub
             state.markets = markets.MarketService(
-                pool=pool, engine=engine, writer=writer, ack_timeout_ms=settings.ack_timeout_ms
+                pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
             )
             state.mirror = mirror
             state.wallet = wallet_service
@@ -140,6 +145,7 @@ def create_app(
             *referral.route_handlers,
             *trading.route_handlers,
             *markets.route_handlers,
+            *realtime.route_handlers,
         ],
         dependencies={
             **auth.dependencies,

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -132,6 +133,9 @@ class LedgerWriter:
         self._positions: dict[tuple[int, int], PositionCost] = {}
         self._not_new: set[int] = set()
         self.stalled_since: float | None = None  # monotonic time of the first failed try
+        # Told of every batch right after it commits, in commit order, before any waiter
+        # hears: the live feeds (probo/realtime) publish from here. Must not raise.
+        self.on_commit: Callable[[list[Entry]], None] | None = None
 
     # --- the engine's side -------------------------------------------------------------
 
@@ -190,6 +194,11 @@ class LedgerWriter:
                     self._in_progress = count
                     await self._commit_until_done(batch)
                     self._in_progress = 0
+                    if self.on_commit is not None:
+                        try:
+                            self.on_commit(batch)
+                        except Exception as exc:  # the feeds' bug must not stop the ledger
+                            logger.opt(exception=exc).error("publishing a committed batch failed")
                     for entry in batch:
                         waiter = entry.waiter
                         if waiter is not None:

@@ -17,11 +17,11 @@ from probo.markets.types import (
     Market,
     MarketCreate,
     MarketPage,
-    OrderBook,
     Resolution,
     TradePage,
 )
 from probo.pagination import Cursor, Limit, decode_cursor
+from probo.realtime import OrderBook
 
 MarketId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
 StatusFilter = Annotated[

@@ -8,7 +8,8 @@ committed. A resolution is recorded in `markets.resolving` before the engine pay
 anyone; the payouts then commit in one batch with the market's new status, and a
 restart finishes a resolution that had not committed (`finish_resolutions`).
 
-Best prices come from the engine's book; last price and volume from the aggregates
+Best prices and the order book come from the committed book the live feeds keep
+(probo/realtime), so REST and WebSocket agree on `seq`; last price and volume from the aggregates
 the ledger writer keeps on the market row; candles from trades, in SQL.
 """
 
@@ -22,16 +23,13 @@ from loguru import logger
 
 from probo.db import connection
 from probo.errors import ApiError, not_found, unavailable, validation_error
-from probo.ledger import LedgerWriter
 from probo.markets.types import (
     Candle,
     CandlePage,
     Interval,
-    Level,
     Market,
     MarketCreate,
     MarketPage,
-    OrderBook,
     Outcome,
     Trade,
     TradePage,
@@ -49,6 +47,7 @@ from probo.orderbook import (
     ResumeMarket,
 )
 from probo.pagination import encode_cursor, page
+from probo.realtime import Hub, OrderBook
 
 PAYOUT = 1000
 ID_MAX = 2**63 - 1
@@ -84,11 +83,11 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 
 class MarketService:
     def __init__(
-        self, *, pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter, ack_timeout_ms: int
+        self, *, pool: asyncpg.Pool, engine: Engine, hub: Hub, ack_timeout_ms: int
     ) -> None:
         self._pool = pool
         self._engine = engine
-        self._writer = writer
+        self._hub = hub
         self._ack_timeout_s = ack_timeout_ms / 1000
 
     async def create(self, request: MarketCreate) -> Market:
@@ -209,10 +208,10 @@ class MarketService:
 
     def _market(self, row: asyncpg.Record) -> Market:
         best_yes = best_no = None
-        if row["id"] in self._engine.exchange.markets:
-            depth = self._engine.exchange.depth(row["id"], 1)
-            best_yes = depth["yes"][0][0] if depth["yes"] else None
-            best_no = depth["no"][0][0] if depth["no"] else None
+        book = self._hub.order_book(row["id"], 1)
+        if book is not None:
+            best_yes = book.yes[0].price if book.yes else None
+            best_no = book.no[0].price if book.no else None
         return Market(
             id=row["id"],
             title=row["title"],
@@ -255,22 +254,13 @@ class MarketService:
         return MarketPage(items=[self._market(r) for r in rows], next_cursor=cursor)
 
     async def order_book(self, market_id: int, depth: int | None) -> OrderBook:
-        """The book as the engine holds it, answered once everything it shows has committed."""
-        exchange = self._engine.exchange
-        if market_id not in exchange.markets:
+        """The committed book, with the `seq` of the WebSocket deltas it matches."""
+        book = self._hub.order_book(market_id, depth)
+        if book is None:
             async with connection(self._pool) as conn:
                 if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
                     raise not_found("market")
             return OrderBook(market_id=market_id, seq=0, yes=[], no=[])
-        levels = exchange.depth(market_id, depth)
-        book = OrderBook(
-            market_id=market_id,
-            seq=self._engine.seq.get(market_id, 0),
-            yes=[Level(p, q) for p, q in levels["yes"]],
-            no=[Level(p, q) for p, q in levels["no"]],
-        )
-        if not await self._writer.drain(self._ack_timeout_s):
-            raise unavailable("the ledger is not keeping up; retry", 1)
         return book
 
     async def trades(self, market_id: int, *, limit: int, before_id: int | None) -> TradePage:

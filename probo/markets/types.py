@@ -50,18 +50,6 @@ class MarketPage(msgspec.Struct):
     next_cursor: str | None
 
 
-class Level(msgspec.Struct):
-    price: int
-    quantity: int
-
-
-class OrderBook(msgspec.Struct):
-    market_id: int
-    seq: int
-    yes: list[Level]
-    no: list[Level]
-
-
 class Trade(msgspec.Struct):
     id: int
     price: int  # YES terms

@@ -30,12 +30,12 @@ from probo.orderbook.types import (
     CloseMarket,
     Event,
     MarketCommand,
-    OrderDuplicate,
-    OrderRejected,
     PauseMarket,
     PlaceOrder,
     ResolveMarket,
     ResumeMarket,
+    Settlement,
+    TradeExecuted,
     WithdrawalAccepted,
 )
 
@@ -97,11 +97,12 @@ class Engine:
         self._sink: EventSink = sink or _NullSink()
         self._queues: dict[int, asyncio.Queue[tuple[Command, asyncio.Future[Entry]]]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self.seq: dict[int, int] = {}  # per market: book-changing commands so far
         self._withdrawals: dict[tuple[int, str], tuple[int, int]] = {}
         self.last_withdrawal_id = 0
         # Credits applied whose outbox row may still exist; emptied as rows are cleared.
         self._applied_transfer_ids: set[int] = set()
+        # Users with a live feed: each entry carries their balances after its command.
+        self.watched_users: set[int] = set()
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -137,7 +138,6 @@ class Engine:
             MARKET_QUEUE_MAX
         )
         self._queues[market_id] = queue
-        self.seq.setdefault(market_id, 0)
         self._tasks[market_id] = asyncio.create_task(
             self._run_market(market_id, queue), name=f"market-{market_id}"
         )
@@ -181,7 +181,6 @@ class Engine:
     ) -> None:
         exchange = self.exchange
         sink = self._sink
-        seq = self.seq
         while True:
             command, waiter = await queue.get()
             for _ in range(MARKET_BURST_MAX):
@@ -200,9 +199,10 @@ class Engine:
                     logger.opt(exception=exc).critical("engine failed on {!r}", command)
                     waiter.set_exception(exc)
                 else:
-                    if events and type(events[0]) not in (OrderRejected, OrderDuplicate):
-                        seq[market_id] += 1
-                    sink.append(Entry(events, datetime.now(UTC), waiter))
+                    entry = Entry(events, datetime.now(UTC), waiter)
+                    if self.watched_users:
+                        entry.balances = self._balances_of_watched(events)
+                    sink.append(entry)
                 if queue.empty():
                     break
                 command, waiter = queue.get_nowait()
@@ -230,10 +230,29 @@ class Engine:
         except Exception:
             if events:  # the close happened in memory: it must reach the ledger
                 self._sink.append(Entry(events, datetime.now(UTC), None))
-                self.seq[market_id] += 1
             raise
         events.append(settlement)
         return events
+
+    def _balances_of_watched(self, events: list[Event]) -> dict[int, tuple[int, int]] | None:
+        """(cash, locked) now of the watched users these events touch."""
+        watched = self.watched_users
+        users: set[int] = set()
+        for event in events:
+            if type(event) is TradeExecuted:
+                users.add(event.taker_user_id)
+                users.add(event.maker_user_id)
+            elif type(event) is Settlement:
+                users.update(p.user_id for p in event.payouts)
+            else:
+                user_id = getattr(event, "user_id", None)
+                if user_id is not None:
+                    users.add(user_id)
+        users &= watched
+        if not users:
+            return None
+        exchange = self.exchange
+        return {u: (exchange.cash(u), exchange.locked_cash(u)) for u in users}
 
     # --- withdrawals -----------------------------------------------------------------------
 
@@ -260,7 +279,10 @@ class Engine:
         self._withdrawals[(user_id, idempotency_key)] = (withdrawal_id, amount)
         waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         event = WithdrawalAccepted(withdrawal_id, user_id, amount, idempotency_key)
-        sink.append(Entry([event], datetime.now(UTC), waiter))
+        entry = Entry([event], datetime.now(UTC), waiter)
+        if self.watched_users:
+            entry.balances = self._balances_of_watched(entry.events)
+        sink.append(entry)
         return waiter
 
     # --- invariant 5 ---------------------------------------------------------------------------
@@ -293,7 +315,12 @@ class Engine:
         if credit.transfer_id in self._applied_transfer_ids:
             return False
         self._applied_transfer_ids.add(credit.transfer_id)
-        self.exchange.credit(credit.user_id, credit.amount)
+        user_id = credit.user_id
+        self.exchange.credit(user_id, credit.amount)
+        if user_id in self.watched_users:
+            # Through the writer, so the feed tells it in order with the trades before it.
+            balance = (self.exchange.cash(user_id), self.exchange.locked_cash(user_id))
+            self._sink.append(Entry((), datetime.now(UTC), None, {user_id: balance}))
         return True
 
     def forget_applied(self, transfer_ids: list[int]) -> None:

@@ -1,3 +1,8 @@
-"""WebSocket rooms and fan-out (SPEC §8); arrives with the order pipeline."""
+"""Live feeds over WebSocket (SPEC §8): market rooms and a private user channel, fed
+only from committed ledger batches, in commit order."""
 
-__all__: list[str] = []
+from probo.realtime.api import route_handlers
+from probo.realtime.hub import Hub
+from probo.realtime.types import Level, OrderBook
+
+__all__ = ["Hub", "Level", "OrderBook", "route_handlers"]

@@ -84,6 +84,18 @@ async def orders_by_ids(
     return [_order(r, fills.get(r["id"], [])) for r in rows]
 
 
+async def orders_of_anyone(
+    conn: asyncpg.Connection, order_ids: list[int]
+) -> list[tuple[int, Order]]:
+    """(owner, order) for each id, whoever owns it: for feeds that route by owner."""
+    rows = await conn.fetch(
+        f"SELECT user_id, {_ORDER_COLUMNS} FROM orders WHERE id = ANY($1::bigint[]) ORDER BY id",
+        order_ids,
+    )
+    fills = await _fills_of(conn, [r["id"] for r in rows])
+    return [(r["user_id"], _order(r, fills.get(r["id"], []))) for r in rows]
+
+
 async def order_by_client_id(
     conn: asyncpg.Connection, user_id: int, client_order_id: str
 ) -> Order | None:
