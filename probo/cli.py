@@ -28,6 +28,9 @@ from probo.observability import configure_logging
 
 EMBEDDED_DATABASE = "probo"
 
+WS_PING_INTERVAL_S = 20.0
+WS_CLIENT_FRAME_BYTES_MAX = 64 * 1024
+
 
 async def _ensure_database(admin_url: str, name: str) -> None:
     conn = await asyncpg.connect(admin_url)
@@ -111,6 +114,11 @@ def serve(settings: Settings) -> int:
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=10,
+            # WebSocket heartbeats (SPEC §10): a protocol ping every 20 s, and a peer
+            # that does not answer within 20 s is dropped. Client frames are small ops.
+            ws_ping_interval=WS_PING_INTERVAL_S,
+            ws_ping_timeout=WS_PING_INTERVAL_S,
+            ws_max_size=WS_CLIENT_FRAME_BYTES_MAX,
         )
     return 0
 

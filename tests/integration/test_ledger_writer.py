@@ -6,7 +6,8 @@ one resolved and one closed while orders flow) runs through the real per-market
 engine tasks and the group-commit writer. Every so often a second engine is recovered
 from Postgres alone and must equal the running one exactly: cash, positions, escrows,
 and every book's resting orders in the same priority order with the same remaining
-quantities. The ledger invariants must hold throughout.
+quantities. The ledger invariants must hold throughout, and the live feeds' committed
+books (probo/realtime, fed by the writer's commits) must equal the engine's.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from probo.orderbook import (
     PlaceOrder,
     ResolveMarket,
 )
+from probo.realtime import Hub
 from tests.conftest import create_database, drop_database
 
 USERS = 12
@@ -131,10 +133,16 @@ def _books(engine: Engine) -> dict[int, list[tuple[int, int, int]]]:
 
 
 async def _recovered_equals_running(
-    pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter
+    pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter, hub: Hub
 ) -> None:
     cash, positions, escrow, open_orders = engine.state()
     assert await writer.drain(10.0)
+    for market_id in engine.exchange.markets:
+        book = hub.order_book(market_id)
+        assert book is not None
+        depth = engine.exchange.depth(market_id)
+        assert [(lv.price, lv.quantity) for lv in book.yes] == depth["yes"], market_id
+        assert [(lv.price, lv.quantity) for lv in book.no] == depth["no"], market_id
     async with pool.acquire() as conn:
         assert await ledger_breaches(conn) == []
         state = EngineState(cash=cash, positions=positions, escrow=escrow, open_orders=open_orders)
@@ -166,6 +174,9 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
     async with pool.acquire() as conn:
         await writer.load(conn)
     engine.attach(writer)
+    hub = Hub(engine, pool)
+    hub.load()
+    writer.on_commit = hub.committed
     writer_task = asyncio.create_task(writer.run())
     engine.start()
     rng = random.Random(SEED)
@@ -187,7 +198,7 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
                         issued.append((event.user_id, event.market_id, event.order_id))
                 trades += sum(1 for e in entry.events if type(e).__name__ == "TradeExecuted")
             engine.exchange.validate()
-            await _recovered_equals_running(pool, engine, writer)
+            await _recovered_equals_running(pool, engine, writer, hub)
         # The lifecycle in one burst with orders: market 3 resolves (closing first,
         # with a fee), market 2 pauses and later closes, market 1 keeps trading.
         lifecycle = {100: ResolveMarket(3, "void", 150), 200: PauseMarket(2), 300: CloseMarket(2)}
@@ -198,7 +209,7 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
         trades += sum(1 for e in entries for ev in e.events if type(ev).__name__ == "TradeExecuted")
         assert _statuses(engine) == {1: "open", 2: "closed", 3: "resolved"}
         engine.exchange.validate()
-        await _recovered_equals_running(pool, engine, writer)
+        await _recovered_equals_running(pool, engine, writer, hub)
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT balance FROM accounts WHERE market_id = 3") == 0
             assert (
