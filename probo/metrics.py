@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Gauge, Histogram, generate_latest
 
 HTTP_REQUESTS = Counter(
     "probo_http_requests_total", "HTTP requests answered", ["method", "route", "status"]
@@ -36,6 +36,10 @@ LEDGER_BATCH_ENTRIES = Histogram(
 )
 LEDGER_COMMIT_FAILURES = Counter(
     "probo_ledger_commit_failures_total", "ledger batch commits that failed and were retried"
+)
+WS_CONNECTIONS = Gauge("probo_ws_connections", "open WebSocket connections")
+WS_KICKED = Counter(
+    "probo_ws_kicked_total", "WebSocket connections closed for falling behind their feed"
 )
 
 

@@ -30,6 +30,8 @@ from probo.orderbook.types import (
     CloseMarket,
     Event,
     MarketCommand,
+    OrderDuplicate,
+    OrderRejected,
     PauseMarket,
     PlaceOrder,
     ResolveMarket,
@@ -47,6 +49,7 @@ RETRY_AFTER_S = 1
 GC_THRESHOLD = (10_000, 10, 100)
 
 Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
+_NOTHING_CHANGED = (OrderRejected, OrderDuplicate)  # a command's first event, when refused
 
 
 class EventSink(Protocol):
@@ -200,7 +203,7 @@ class Engine:
                     waiter.set_exception(exc)
                 else:
                     entry = Entry(events, datetime.now(UTC), waiter)
-                    if self.watched_users:
+                    if self.watched_users and type(events[0]) not in _NOTHING_CHANGED:
                         entry.balances = self._balances_of_watched(events)
                     sink.append(entry)
                 if queue.empty():

@@ -17,6 +17,7 @@ import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 
+from probo import metrics
 from probo.auth import InvalidToken, is_foreign_origin, session_token
 from probo.errors import ApiError
 from probo.realtime.hub import Hub
@@ -125,6 +126,7 @@ async def feed(socket: WebSocket) -> None:
     hub: Hub = socket.app.state.hub
     await socket.accept()
     _open_connections += 1
+    metrics.WS_CONNECTIONS.inc()
     subscriber = Subscriber(user_id)
     sender = subscriber.start(socket)
     receiver = asyncio.create_task(_receive_all(socket, hub, subscriber), name="ws-receiver")
@@ -132,11 +134,13 @@ async def feed(socket: WebSocket) -> None:
         await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         _open_connections -= 1
+        metrics.WS_CONNECTIONS.dec()
         hub.leave(subscriber)
         for task in (sender, receiver):
             task.cancel()
         await asyncio.gather(sender, receiver, return_exceptions=True)
         if subscriber.kicked:
+            metrics.WS_KICKED.inc()
             with contextlib.suppress(Exception):
                 await socket.close(code=CLOSE_TOO_SLOW, reason="too slow: reconnect")
 

@@ -285,6 +285,10 @@ class Hub:
                     logger.warning("user feed cannot read orders ({!r}); retrying", exc)
                     await asyncio.sleep(USER_RETRY_S)
                     continue
+                except Exception as exc:  # a bug: lose this batch's user messages, not the feed
+                    logger.opt(exception=exc).error("user feed failed on a batch; its feeds close")
+                    self._drop_user_feeds("the user feed failed")
+                    continue
                 if self._user_work and self._user_work[0] is work:
                     self._user_work.popleft()
                     self._send_user_work(work, orders)
