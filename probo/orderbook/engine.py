@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 from datetime import UTC, datetime
+from collections.abc import Sequence
 from typing import Protocol
 
 import asyncpg
@@ -237,7 +238,9 @@ class Engine:
         events.append(settlement)
         return events
 
-    def _balances_of_watched(self, events: list[Event]) -> dict[int, tuple[int, int]] | None:
+    def _balances_of_watched(
+        self, events: Sequence[Event]
+    ) -> dict[int, tuple[int, int]] | None:
         """(cash, locked) now of the watched users these events touch."""
         watched = self.watched_users
         users: set[int] = set()
