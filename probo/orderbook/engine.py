@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import gc
-from datetime import UTC, datetime
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 import asyncpg
@@ -142,9 +142,9 @@ class Engine:
             MARKET_QUEUE_MAX
         )
         self._queues[market_id] = queue
-        self._tasks[market_id] = asyncio.create_task(
-            self._run_market(market_id, queue), name=f"market-{market_id}"
-        )
+        task = asyncio.create_task(self._run_market(market_id, queue), name=f"market-{market_id}")
+        task.add_done_callback(_report_stopped_market)
+        self._tasks[market_id] = task
 
     async def stop(self) -> None:
         self.ready = False
@@ -204,7 +204,8 @@ class Engine:
                     waiter.set_exception(exc)
                 else:
                     entry = Entry(events, datetime.now(UTC), waiter)
-                    if self.watched_users and type(events[0]) not in _NOTHING_CHANGED:
+                    # A cancel-all of nothing has no events.
+                    if self.watched_users and events and type(events[0]) not in _NOTHING_CHANGED:
                         entry.balances = self._balances_of_watched(events)
                     sink.append(entry)
                 if queue.empty():
@@ -332,3 +333,9 @@ class Engine:
     def forget_applied(self, transfer_ids: list[int]) -> None:
         """Their outbox rows are gone, so nothing can offer these credits again."""
         self._applied_transfer_ids.difference_update(transfer_ids)
+
+
+def _report_stopped_market(task: asyncio.Task[None]) -> None:
+    """A market task ends only when the engine stops; anything else is a bug to shout about."""
+    if not task.cancelled() and task.exception() is not None:
+        logger.opt(exception=task.exception()).critical("{} stopped", task.get_name())

@@ -396,3 +396,21 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
             assert new_level["seq"] > 0 and order["status"] == "open"
         finally:
             stalled.close()
+
+
+async def test_a_cancel_all_of_nothing_while_a_user_feed_is_open_leaves_markets_trading(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    market = (await create_market(client, admin))["id"]
+    alice = await funded_trader(client, outbox_path, deposit=10_000)
+    token = alice.headers["Authorization"].removeprefix("Bearer ")
+    async with feed(client, f"?token={token}") as mine:
+        await mine.send(op="subscribe", channel="user")
+        await mine.wait_for(lambda m: m["type"] == "subscribed")
+        # No open orders anywhere: every market's engine task gets a cancel-all of nothing.
+        nothing = await client.delete("/api/v1/orders", headers=alice.headers)
+        assert nothing.status_code == 200, nothing.text
+        assert nothing.json()["canceled"] == []
+        bid = await alice.placed(market, "yes", "buy", 2, 500)
+        assert bid["status"] == "open"
+        await mine.wait_for(lambda m: m["type"] == "order" and m["order"]["id"] == bid["id"])
