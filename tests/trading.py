@@ -32,6 +32,7 @@ class Trader:
 
     def __init__(self, client: httpx.AsyncClient, token: str, user_id: int) -> None:
         self.client = client
+        self.token = token
         self.headers = bearer(token)
         self.id = user_id
 
@@ -110,3 +111,11 @@ async def engine_differences(app: Litestar, db: asyncpg.Pool) -> list[str]:
             ),
         )
     return [breach.message for breach in breaches]
+
+
+async def live_audit(client: httpx.AsyncClient, admin: dict[str, str]) -> dict:
+    """`GET /api/v1/admin/audit`: SPEC §3 invariants 1-5 against the live engine (call it
+    with trading idle); `{"ok": True, "breaches": []}` when the ledger is clean."""
+    response = await client.get("/api/v1/admin/audit", headers=admin)
+    assert response.status_code == 200, response.text
+    return response.json()

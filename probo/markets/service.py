@@ -5,8 +5,10 @@ every market it finds, so a crash between the two loses nothing. Lifecycle steps
 (pause, resume, close, resolve) go through the market's engine queue like orders, so
 they fall exactly between two orders, and are answered once their ledger batch has
 committed. A resolution is recorded in `markets.resolving` before the engine pays
-anyone; the payouts then commit in one batch with the market's new status, and a
-restart finishes a resolution that had not committed (`finish_resolutions`).
+anyone; the payouts then commit in one batch with the market's new status. A
+resolution the engine never took (or refused) is cleared again, so the admin can ask
+anew; one recorded but not committed (a restart, a timed-out acknowledgement) is
+finished by the market clock (`finish_resolutions`).
 
 Best prices and the order book come from the committed book the live feeds keep
 (probo/realtime), so REST and WebSocket agree on `seq`; last price and volume from the aggregates
@@ -16,6 +18,7 @@ the ledger writer keeps on the market row; candles from trades, in SQL.
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -39,6 +42,7 @@ from probo.orderbook import (
     CloseMarket,
     Engine,
     EngineUnavailable,
+    Entry,
     InvalidMarketTransition,
     MarketCommand,
     MarketResolved,
@@ -79,6 +83,9 @@ ORDER BY created_at DESC LIMIT 1
 """
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
+# A candles cursor is epoch seconds; past FAR_FUTURE it is none we issued (and soon
+# beyond what a datetime can hold).
+CANDLE_CURSOR_SECONDS_MAX = int((FAR_FUTURE - EPOCH).total_seconds())
 
 
 class MarketService:
@@ -89,11 +96,19 @@ class MarketService:
         self._engine = engine
         self._hub = hub
         self._ack_timeout_s = ack_timeout_ms / 1000
+        # Resolutions this process is paying now, per market (concurrent requests count
+        # once each): the market clock leaves them alone, and a failed one is cleared
+        # only by the last of them.
+        self._resolving_here: defaultdict[int, int] = defaultdict(int)
 
     async def create(self, request: MarketCreate) -> Market:
         if PAYOUT % request.tick:
             raise validation_error("tick must divide 1000")
-        if request.closes_at <= datetime.now(UTC):
+        try:  # a time zone can push the last representable instants past year 9999 in UTC
+            closes_at = request.closes_at.astimezone(UTC)
+        except OverflowError:
+            raise validation_error("closes_at is out of range") from None
+        if closes_at <= datetime.now(UTC):
             raise validation_error("closes_at must be in the future")
         async with connection(self._pool) as conn, conn.transaction():
             market_id = await conn.fetchval(
@@ -103,14 +118,14 @@ class MarketService:
                 request.description,
                 request.category,
                 request.rules,
-                request.closes_at,
+                closes_at,
                 request.tick,
                 request.settlement_fee_bps,
             )
             await conn.execute(
                 "INSERT INTO accounts (kind, market_id) VALUES ('market_escrow', $1)", market_id
             )
-        self._engine.open_market(market_id, request.tick)
+        self._engine.open_market(market_id, request.tick, closes_at.timestamp())
         return await self.get(market_id)
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -129,6 +144,20 @@ class MarketService:
 
     async def resolve(self, market_id: int, outcome: Outcome) -> Market:
         """Record the resolution, then pay it through the engine (closing first if open)."""
+        self._resolving_here[market_id] += 1
+        try:
+            fee_bps = await self._record_resolution(market_id, outcome)
+            await self._pay_resolution(
+                ResolveMarket(market_id, outcome, fee_bps), forget_if_not_queued=True
+            )
+        finally:
+            self._resolving_here[market_id] -= 1
+            if not self._resolving_here[market_id]:
+                del self._resolving_here[market_id]
+        return await self.get(market_id)
+
+    async def _record_resolution(self, market_id: int, outcome: Outcome) -> int:
+        """Record `outcome` unless another is recorded; the market's fee in basis points."""
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "UPDATE markets SET resolving = coalesce(resolving, $2) "
@@ -146,55 +175,150 @@ class MarketService:
                 "market_resolved",
                 f"market {market_id} is being resolved as {row['resolving']}",
             )
-        await self._change(ResolveMarket(market_id, outcome, row["settlement_fee_bps"]))
-        return await self.get(market_id)
+        return row["settlement_fee_bps"]
 
-    async def finish_resolutions(self) -> None:
-        """Resolutions recorded before a restart whose payouts never committed."""
+    async def _pay_resolution(self, command: ResolveMarket, *, forget_if_not_queued: bool) -> None:
+        """Pay a recorded resolution through the engine; returns once it has committed.
+
+        A resolution the engine refused, and (when `forget_if_not_queued`) one it never
+        took, is forgotten so that another can be asked. One that was queued but not
+        confirmed in time stays recorded: it is on its way to the ledger.
+        """
+        try:
+            waiter = self._submit(command)
+        except ApiError:
+            if forget_if_not_queued:
+                await self._forget_resolution(command.market_id)
+            raise
+        try:
+            await self._confirmed(command, waiter)
+        except ApiError as exc:
+            if exc.code == "invalid_transition":  # refused: nothing was paid
+                await self._forget_resolution(command.market_id)
+            raise
+        except Exception:  # the engine failed on it (logged there): nothing was paid
+            await self._forget_resolution(command.market_id)
+            raise
+
+    async def _forget_resolution(self, market_id: int) -> None:
+        """Clear a recorded resolution nobody is paying, unless another request of this
+        process is paying it now. If Postgres refuses, the market clock finishes it."""
+        if self._resolving_here[market_id] > 1:
+            return
+        try:
+            async with connection(self._pool) as conn:
+                await conn.execute(
+                    "UPDATE markets SET resolving = NULL WHERE id = $1 AND status <> 'resolved'",
+                    market_id,
+                )
+        except Exception as exc:
+            logger.warning(
+                "market {}: a resolution the engine did not take stays recorded ({!r})",
+                market_id,
+                exc,
+            )
+
+    async def finish_resolutions(self, count_max: int) -> int:
+        """Pay up to `count_max` recorded resolutions that have not committed (a restart,
+        an acknowledgement that timed out, a clear that failed); how many were paid.
+
+        Markets the engine already shows resolved are on their way to the ledger, and
+        those a request of this process is resolving now are left to it. A repeat is
+        harmless: the engine answers MarketResolved.
+        """
         async with connection(self._pool) as conn:
             rows = await conn.fetch(
                 "SELECT id, resolving, settlement_fee_bps FROM markets "
-                "WHERE resolving IS NOT NULL AND status <> 'resolved' ORDER BY id"
+                "WHERE resolving IS NOT NULL AND status <> 'resolved' ORDER BY id LIMIT $1",
+                count_max,
             )
-        for row in rows:
-            logger.warning("finishing the resolution of market {} as {}", row[0], row[1])
-            try:
-                await self._change(ResolveMarket(row[0], row[1], row[2]))
-            except ApiError as exc:
-                logger.error("market {} could not be resolved: {}", row[0], exc.message)
+        markets = self._engine.exchange.markets
+        pending: list[ResolveMarket] = []
+        for market_id, outcome, fee_bps in rows:
+            market = markets.get(market_id)
+            if market is not None and market.status == "resolved":
+                continue  # on its way to the ledger
+            if market_id in self._resolving_here:
+                continue  # a request is paying it now
+            pending.append(ResolveMarket(market_id, outcome, fee_bps))
+        paid = await asyncio.gather(*(self._finish_resolution(c) for c in pending))
+        return sum(paid)
+
+    async def _finish_resolution(self, command: ResolveMarket) -> bool:
+        market_id = command.market_id
+        logger.warning("finishing the resolution of market {} as {}", market_id, command.outcome)
+        self._resolving_here[market_id] += 1
+        try:
+            await self._pay_resolution(command, forget_if_not_queued=False)
+        except ApiError as exc:
+            if exc.code != "market_resolved":
+                logger.error("market {} could not be resolved: {}", market_id, exc.message)
+            return False
+        except Exception as exc:
+            logger.opt(exception=exc).error("market {} could not be resolved", market_id)
+            return False
+        finally:
+            self._resolving_here[market_id] -= 1
+            if not self._resolving_here[market_id]:
+                del self._resolving_here[market_id]
+        return True
 
     async def close_due(self, count_max: int) -> int:
-        """Close up to `count_max` markets whose `closes_at` has passed; how many closed."""
+        """Close up to `count_max` markets whose `closes_at` has passed; how many closed.
+
+        Every close is queued first and then all are awaited together, so a market slow
+        to confirm does not hold back the others."""
         async with connection(self._pool) as conn:
             due = await conn.fetch(
                 "SELECT id FROM markets WHERE status IN ('open', 'paused') AND closes_at <= now() "
                 "ORDER BY closes_at, id LIMIT $1",
                 count_max,
             )
-        closed = 0
+        queued: list[tuple[CloseMarket, asyncio.Future[Entry]]] = []
         for row in due:
-            market = self._engine.exchange.markets.get(row["id"])
+            market_id = row["id"]
+            market = self._engine.exchange.markets.get(market_id)
             if market is None or market.status not in ("open", "paused"):
                 continue  # its close is on the way to the ledger
+            command = CloseMarket(market_id)
             try:
-                await self._change(CloseMarket(row["id"]))
-            except ApiError as exc:
-                logger.warning("market {} not closed at closes_at: {}", row["id"], exc.message)
-            else:
-                closed += 1
-                logger.info("market {} closed at closes_at", row["id"])
-        return closed
+                queued.append((command, self._submit(command)))
+            except Exception as exc:
+                logger.warning("market {} not closed at closes_at: {!r}", market_id, exc)
+        closed = await asyncio.gather(*(self._closed_at_closes_at(c, w) for c, w in queued))
+        return sum(closed)
+
+    async def _closed_at_closes_at(
+        self, command: CloseMarket, waiter: asyncio.Future[Entry]
+    ) -> bool:
+        try:
+            await self._confirmed(command, waiter)
+        except ApiError as exc:
+            logger.warning("market {} not closed at closes_at: {}", command.market_id, exc.message)
+            return False
+        except Exception as exc:
+            logger.opt(exception=exc).error("market {} not closed at closes_at", command.market_id)
+            return False
+        logger.info("market {} closed at closes_at", command.market_id)
+        return True
 
     async def _change(self, command: MarketCommand) -> None:
         """Through the market's queue; returns once the change has committed."""
+        await self._confirmed(command, self._submit(command))
+
+    def _submit(self, command: MarketCommand) -> asyncio.Future[Entry]:
+        """Queue `command` on its market; ApiError when it could not be queued."""
         try:
-            waiter = self._engine.submit(command)
+            return self._engine.submit(command)
         except KeyError:
             raise not_found("market") from None
         except Backpressure as exc:
             raise unavailable(str(exc), exc.retry_after_s) from None
         except EngineUnavailable as exc:
             raise unavailable(str(exc), 1) from None
+
+    async def _confirmed(self, command: MarketCommand, waiter: asyncio.Future[Entry]) -> None:
+        """Wait for a queued command's commit, at most the acknowledgement timeout."""
         try:
             await asyncio.wait_for(asyncio.shield(waiter), self._ack_timeout_s)
         except MarketResolved:
@@ -298,6 +422,8 @@ class MarketService:
         trade are left out. `before` is a cursor: the start (epoch seconds) of the
         oldest candle of the previous page."""
         step = INTERVALS[interval]
+        if before is not None and before > CANDLE_CURSOR_SECONDS_MAX:
+            raise validation_error("invalid cursor", status_code=400)  # never one we issued
         end = EPOCH + timedelta(seconds=before) if before is not None else FAR_FUTURE
         async with connection(self._pool) as conn:
             newest = await conn.fetchval(_NEWEST_TRADE_BEFORE, market_id, end)

@@ -107,6 +107,9 @@ class Engine:
         self._applied_transfer_ids: set[int] = set()
         # Users with a live feed: each entry carries their balances after its command.
         self.watched_users: set[int] = set()
+        # Each market's `closes_at` (epoch seconds), so order entry can refuse a market
+        # past its closing time before the market clock has closed it, reading nothing.
+        self.closes_at: dict[int, float] = {}
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -120,6 +123,11 @@ class Engine:
             recovered = await recover(pool)
         finally:
             gc.enable()
+        async with pool.acquire() as conn:
+            rows = await conn.fetch(
+                "SELECT id, closes_at FROM markets WHERE status IN ('open', 'paused')"
+            )
+        self.closes_at = {row["id"]: row["closes_at"].timestamp() for row in rows}
         self.exchange = recovered.exchange
         self._withdrawals = recovered.withdrawals
         self.last_withdrawal_id = recovered.last_withdrawal_id
@@ -155,8 +163,10 @@ class Engine:
         self._tasks.clear()
         self._queues.clear()
 
-    def open_market(self, market_id: int, tick: int) -> None:
+    def open_market(self, market_id: int, tick: int, closes_at: float | None = None) -> None:
         """A market created in Postgres: open its book and start its task."""
+        if closes_at is not None:
+            self.closes_at[market_id] = closes_at
         if market_id not in self.exchange.markets:
             self.exchange.open_market(market_id, tick)
         self._start_market(market_id)

@@ -191,8 +191,8 @@ async def positions(conn: asyncpg.Connection, user_id: int) -> list[asyncpg.Reco
     """Held contracts per market with cost, P&L and what open sells lock."""
     return await conn.fetch(
         """
-        SELECT p.market_id, m.title, m.status, p.yes_quantity, p.no_quantity, p.yes_cost, p.no_cost,
-               p.realized_pnl, p.payout,
+        SELECT p.market_id, m.title, m.status, m.last_price, p.yes_quantity, p.no_quantity,
+               p.yes_cost, p.no_cost, p.realized_pnl, p.payout,
                coalesce(l.yes_locked, 0) AS yes_locked, coalesce(l.no_locked, 0) AS no_locked
         FROM positions p
         JOIN markets m ON m.id = p.market_id

@@ -2,16 +2,18 @@
 the portfolio from Postgres.
 
 Placing never touches the database: the payload is checked, the user's rate limit
-taken, the command queued on its market, and the answer built from the command's own
-events once the ledger writer has committed them. A wait longer than
-`PROBO_ACK_TIMEOUT_MS` answers 503: the order may still commit, and the client finds
-it by `client_order_id`.
+taken, the market's `closes_at` compared with the engine's copy (an order is refused
+once it has passed, even before the market clock closes the market), the command
+queued on its market, and the answer built from the command's own events once the
+ledger writer has committed them. A wait longer than `PROBO_ACK_TIMEOUT_MS` answers
+503: the order may still commit, and the client finds it by `client_order_id`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+import time
 
 import asyncpg
 
@@ -128,6 +130,11 @@ class TradingService:
             if request.price is None:
                 raise validation_error("a limit order needs a price")
             time_in_force = request.time_in_force or "gtc"
+        closes_at = self._engine.closes_at.get(request.market_id)
+        if closes_at is not None and time.time() >= closes_at:
+            # Past its closing time, even before the market clock has closed it.
+            metrics.ORDERS.labels("rejected").inc()
+            raise ApiError(409, "market_not_open", "the market has passed its closes_at")
         command = PlaceOrder(
             user_id=user_id,
             market_id=request.market_id,
@@ -254,13 +261,17 @@ class TradingService:
         for r in rows:
             market_id = r["market_id"]
             yes, no = r["yes_quantity"], r["no_quantity"]
+            invested = r["yes_cost"] + r["no_cost"]
             mark = 0
             if r["status"] in ("open", "paused") and market_id in exchange.markets:
                 depth = exchange.depth(market_id, 1)
                 best_yes = depth["yes"][0][0] if depth["yes"] else 0
                 best_no = depth["no"][0][0] if depth["no"] else 0
                 mark = yes * best_yes + no * best_no
-            invested = r["yes_cost"] + r["no_cost"]
+            elif r["status"] == "closed":
+                # No book any more: the last trade's price, else cost (nothing unrealised).
+                last = r["last_price"]
+                mark = invested if last is None else yes * last + no * (PAYOUT - last)
             positions.append(
                 PortfolioPosition(
                     market_id=market_id,

@@ -117,7 +117,16 @@ async def test_candles_page_through_a_long_history_exactly_once(
             )
 
 
-@pytest.mark.parametrize("params", [{"interval": "2m"}, {"interval": "1m", "cursor": "bogus"}])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"interval": "2m"},
+        {"interval": "1m", "cursor": "bogus"},
+        # Cursors of instants no datetime holds (they were 500s): year 10000, and 2**63 - 1 s.
+        {"interval": "1m", "cursor": "aWQ6MjUzNDAyMzAwODAw"},
+        {"interval": "1d", "cursor": "aWQ6OTIyMzM3MjAzNjg1NDc3NTgwNw"},
+    ],
+)
 async def test_candles_refuse_bad_parameters(
     client: httpx.AsyncClient, admin: dict[str, str], params: dict
 ) -> None:

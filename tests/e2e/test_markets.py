@@ -3,6 +3,7 @@ order book in SPEC §5's shape, and trades."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -52,6 +53,8 @@ async def test_market_creation_is_validated(
         {"closes_at": "2030-01-01T00:00:00"},  # no time zone
         {"title": ""},
         {"tick": "50"},
+        # In UTC past year 9999, which no datetime holds (it was a 500).
+        {"closes_at": "9999-12-31T23:59:59-14:00"},
     ):
         response = await client.post("/api/v1/admin/markets", json={**base, **bad}, headers=admin)
         assert_error(response, 422, "validation_error")
@@ -107,3 +110,75 @@ async def test_order_book_shape_and_market_data(
     assert_error(
         await client.get("/api/v1/markets", params={"status": "bogus"}), 400, "validation_error"
     )
+
+
+async def all_pages(client: httpx.AsyncClient, path: str, params: dict, pages_max: int) -> list:
+    """Every page of a list, following `next_cursor`; each page at most `limit` items."""
+    items: list[dict] = []
+    cursor = None
+    for _ in range(pages_max):
+        response = await client.get(
+            path, params={**params, **({"cursor": cursor} if cursor else {})}
+        )
+        assert response.status_code == 200, response.text
+        page = response.json()
+        assert len(page["items"]) <= params.get("limit", 50)
+        items += page["items"]
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return items
+    raise AssertionError(f"{path} never ended")
+
+
+async def test_markets_page_newest_first_exactly_once(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    category = f"paging-{uuid.uuid4().hex[:8]}"
+    created = [(await create_market(client, admin, category=category))["id"] for _ in range(53)]
+    newest_first = sorted(created, reverse=True)
+    first = (await client.get("/api/v1/markets", params={"category": category})).json()
+    assert [m["id"] for m in first["items"]] == newest_first[:50]  # limit defaults to 50
+    assert first["next_cursor"] is not None
+    rest = (
+        await client.get(
+            "/api/v1/markets", params={"category": category, "cursor": first["next_cursor"]}
+        )
+    ).json()
+    assert ([m["id"] for m in rest["items"]], rest["next_cursor"]) == (newest_first[50:], None)
+    for limit in (1, 7, 53, 200):
+        got = await all_pages(client, "/api/v1/markets", {"category": category, "limit": limit}, 60)
+        assert [m["id"] for m in got] == newest_first, limit
+    for limit in (0, 201, -1):
+        assert_error(
+            await client.get("/api/v1/markets", params={"limit": limit}), 400, "validation_error"
+        )
+    assert_error(
+        await client.get("/api/v1/markets", params={"cursor": "bogus"}), 400, "validation_error"
+    )
+
+
+async def test_trades_page_newest_first_exactly_once(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    market = (await create_market(client, admin))["id"]
+    path = f"/api/v1/markets/{market}/trades"
+    yes = await funded_trader(client, outbox_path, deposit=30_000)
+    await yes.placed(market, "yes", "buy", 53, 500)
+    trade_ids = []
+    for taker in [await funded_trader(client, outbox_path, deposit=15_000) for _ in range(2)]:
+        for _ in range(27 if not trade_ids else 26):  # under each user's order rate limit
+            order = await taker.placed(market, "no", "buy", 1, 500)
+            trade_ids += [f["trade_id"] for f in order["fills"]]
+    assert len(trade_ids) == 53
+    newest_first = sorted(trade_ids, reverse=True)
+    first = (await client.get(path)).json()
+    assert [t["id"] for t in first["items"]] == newest_first[:50]  # limit defaults to 50
+    rest = (await client.get(path, params={"cursor": first["next_cursor"]})).json()
+    assert ([t["id"] for t in rest["items"]], rest["next_cursor"]) == (newest_first[50:], None)
+    for limit in (1, 7, 53, 200):
+        got = await all_pages(client, path, {"limit": limit}, 60)
+        assert [t["id"] for t in got] == newest_first, limit
+        assert {(t["price"], t["quantity"], t["kind"]) for t in got} == {(500, 1, "mint")}
+    for limit in (0, 201):
+        assert_error(await client.get(path, params={"limit": limit}), 400, "validation_error")
+    assert_error(await client.get(path, params={"cursor": "bogus"}), 400, "validation_error")

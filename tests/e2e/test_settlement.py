@@ -7,19 +7,42 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
+import pytest_asyncio
 from litestar import Litestar
 
-from tests.conftest import assert_error, bearer, login
-from tests.trading import Trader, create_market, engine_differences, escrow, funded_trader
+from probo.app import create_app
+from probo.errors import ApiError
+from probo.markets import MarketService
+from probo.markets.scheduler import TICK_S
+from tests.conftest import (
+    assert_error,
+    bearer,
+    create_database,
+    drop_database,
+    login,
+    make_settings,
+    new_phone,
+    serving,
+)
+from tests.trading import (
+    Trader,
+    create_market,
+    engine_differences,
+    escrow,
+    funded_trader,
+    live_audit,
+)
 
 AUTO_CLOSE_WITHIN_S = 5  # SPEC §10
 POLL_S = 0.1
+ORDER_WAVES_MAX = 30  # waves of orders sent while a resolution is on its way
 
 
 async def admin_action(
@@ -181,9 +204,15 @@ async def trade_holders(client: httpx.AsyncClient, outbox_path: Path, market: in
     return Holders(a, b, c, d)
 
 
+CLEAN_AUDIT = {"ok": True, "breaches": []}
+
+
 @pytest.mark.parametrize(
-    ("outcome", "fee_bps"), [("yes", 0), ("yes", 250), ("no", 0), ("no", 100), ("void", 333)]
-)
+    ("outcome", "fee_bps"),
+    # 333 bps floors: 4000 -> 133 (of 133.2), 8000 -> 266 (of 266.4), 2000 -> 66 (of 66.6).
+    [("yes", 0), ("yes", 250), ("yes", 333), ("no", 0), ("no", 100), ("no", 333), ("void", 0),
+     ("void", 333)],
+)  # fmt: skip
 async def test_resolution_pays_every_holder_exactly(
     client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool,
     app: Litestar, outcome: str, fee_bps: int,
@@ -248,6 +277,8 @@ async def test_resolution_pays_every_holder_exactly(
     listed = await client.get("/api/v1/markets", params={"status": "resolved", "limit": 200})
     assert market in [m["id"] for m in listed.json()["items"]]
     assert await engine_differences(app, db) == []
+    assert await escrow(db, market) == 0
+    assert await live_audit(client, admin) == CLEAN_AUDIT
 
 
 async def test_a_market_nobody_traded_resolves_with_nothing_to_pay(
@@ -282,3 +313,297 @@ async def test_market_list_carries_prices_and_volume_as_trades_commit(
     assert (item["id"], item["last_price"], item["volume"]) == (market, 650, 4)
     assert (item["best_yes_bid"], item["best_no_bid"]) == (550, 300)
     assert (await client.get(f"/api/v1/markets/{market}")).json() == item
+
+
+async def minted(
+    client: httpx.AsyncClient, outbox_path: Path, market: int
+) -> tuple[Trader, Trader]:
+    """Two holders: YES bought 3 @600 and NO 3 @400, minted together (escrow 3000)."""
+    yes = await funded_trader(client, outbox_path, deposit=5_000)
+    no = await funded_trader(client, outbox_path, deposit=5_000)
+    await yes.placed(market, "yes", "buy", 3, 600)
+    assert (await no.placed(market, "no", "buy", 3, 400))["fills"][0]["kind"] == "mint"
+    return yes, no
+
+
+async def payouts_of(db: asyncpg.Pool, market: int) -> list[tuple[int | None, int]]:
+    """(user paid, amount) of every payout transfer of the market's resolution."""
+    rows = await db.fetch(
+        "SELECT a.user_id, t.amount FROM transfers t JOIN accounts a ON a.id = t.credit_account_id "
+        "WHERE t.kind = 'payout' AND t.ref_type = 'market' AND t.ref_id = $1 ORDER BY t.id",
+        market,
+    )
+    return [(r["user_id"], r["amount"]) for r in rows]
+
+
+async def test_a_resolution_the_engine_never_took_can_be_asked_again(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool,
+    app: Litestar,
+) -> None:  # fmt: skip
+    market = (await create_market(client, admin))["id"]
+    yes, no = await minted(client, outbox_path, market)
+    engine = app.state.engine
+    engine.ready = False  # the engine takes no command: the resolve answers 503
+    try:
+        refused = await admin_action(client, admin, market, "resolve", outcome="yes")
+    finally:
+        engine.ready = True
+    assert_error(refused, 503, "unavailable")
+    assert await db.fetchval("SELECT resolving FROM markets WHERE id = $1", market) is None
+    await asyncio.sleep(2 * TICK_S)  # the market clock does not pay what nobody confirmed
+    assert (await client.get(f"/api/v1/markets/{market}")).json()["status"] == "open"
+    assert await payouts_of(db, market) == []
+
+    resolved = await admin_action(client, admin, market, "resolve", outcome="no")
+    assert resolved.status_code == 200, resolved.text
+    assert (resolved.json()["status"], resolved.json()["outcome"]) == ("resolved", "no")
+    assert await payouts_of(db, market) == [(no.id, 3000)]
+    assert await escrow(db, market) == 0
+    assert await live_audit(client, admin) == CLEAN_AUDIT
+
+
+async def test_a_resolution_queued_but_not_confirmed_in_time_stays_and_commits(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool,
+    app: Litestar,
+) -> None:  # fmt: skip
+    market = (await create_market(client, admin))["id"]
+    yes, _ = await minted(client, outbox_path, market)
+    # The same engine and database, with no time at all to wait for the commit.
+    impatient = MarketService(
+        pool=app.state.pool, engine=app.state.engine, hub=app.state.hub, ack_timeout_ms=0
+    )
+    with pytest.raises(ApiError) as timed_out:
+        await impatient.resolve(market, "yes")
+    assert (timed_out.value.status_code, timed_out.value.code) == (503, "unavailable")
+    assert await db.fetchval("SELECT resolving FROM markets WHERE id = $1", market) == "yes"
+    assert_error(
+        await admin_action(client, admin, market, "resolve", outcome="no"), 409, "market_resolved"
+    )
+    body = await market_when(client, market, "resolved", within_s=AUTO_CLOSE_WITHIN_S)
+    assert body["outcome"] == "yes"
+    assert await payouts_of(db, market) == [(yes.id, 3000)]
+    assert await live_audit(client, admin) == CLEAN_AUDIT
+
+
+async def test_the_market_clock_finishes_a_recorded_resolution(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool
+) -> None:
+    """A resolution recorded but never paid (its request died, its clear failed) is
+    finished by the running process, not only by the next restart."""
+    market = (await create_market(client, admin, settlement_fee_bps=100))["id"]
+    yes, no = await minted(client, outbox_path, market)
+    await db.execute("UPDATE markets SET resolving = 'void' WHERE id = $1", market)
+    body = await market_when(client, market, "resolved", within_s=AUTO_CLOSE_WITHIN_S)
+    assert body["outcome"] == "void"
+    assert sorted(await payouts_of(db, market)) == sorted([(yes.id, 1500), (no.id, 1500)])
+    assert await escrow(db, market) == 0
+    assert await live_audit(client, admin) == CLEAN_AUDIT
+
+
+async def market_when(
+    client: httpx.AsyncClient, market: int, status: str, *, within_s: float
+) -> dict:
+    """The market once it has `status`, polled for at most `within_s`."""
+    deadline = time.monotonic() + within_s
+    body = (await client.get(f"/api/v1/markets/{market}")).json()
+    while body["status"] != status and time.monotonic() < deadline:
+        await asyncio.sleep(POLL_S)
+        body = (await client.get(f"/api/v1/markets/{market}")).json()
+    assert body["status"] == status, f"still {body['status']} after {within_s} s"
+    return body
+
+
+@pytest_asyncio.fixture
+async def scratch_database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A database of its own, not audited at the end: its test breaks a market on purpose."""
+    url = await create_database(server_urls[0])
+    try:
+        yield url
+    finally:
+        await drop_database(server_urls[0], url)
+
+
+async def test_a_resolution_that_fails_does_not_stop_the_market_clock(
+    scratch_database: str, server_urls: tuple[str, str], redis_prefix: str, outbox_path: Path
+) -> None:
+    admin_phone = new_phone()
+    settings = make_settings(
+        scratch_database,
+        server_urls[1],
+        redis_prefix,
+        outbox_path,
+        admin_phones=frozenset({admin_phone}),
+    )
+    async with serving(create_app(settings)) as client:
+        token, _ = await login(client, outbox_path, admin_phone)
+        admin = bearer(token)
+        broken = (await create_market(client, admin))["id"]
+        await minted(client, outbox_path, broken)
+        assert (await admin_action(client, admin, broken, "close")).status_code == 200
+        due = [(await create_market(client, admin))["id"] for _ in range(3)]
+    # While stopped: the broken market's positions claim a contract its escrow does not
+    # back (so the engine refuses to pay it, with an error that is not an ApiError), its
+    # resolution is recorded, and the other markets' closing time comes.
+    async with asyncpg.create_pool(scratch_database, min_size=1, max_size=2) as db:
+        await db.execute(
+            "UPDATE positions SET yes_quantity = yes_quantity + 1 "
+            "WHERE market_id = $1 AND yes_quantity > 0",
+            broken,
+        )
+        await db.execute("UPDATE markets SET resolving = 'yes' WHERE id = $1", broken)
+        closes_at = await db.fetchval(
+            "UPDATE markets SET closes_at = now() + interval '2 seconds' "
+            "WHERE id = ANY($1::bigint[]) RETURNING closes_at",
+            due,
+        )
+        async with serving(create_app(settings)) as client:
+            for market in due:
+                left_s = (closes_at - datetime.now(UTC)).total_seconds() + AUTO_CLOSE_WITHIN_S
+                await market_when(client, market, "closed", within_s=left_s)
+            assert (await client.get(f"/api/v1/markets/{broken}")).json()["status"] == "closed"
+            assert await payouts_of(db, broken) == []
+
+
+@pytest.mark.parametrize("outcomes", [("yes", "yes"), ("yes", "no")])
+async def test_two_resolutions_at_once_pay_once(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool,
+    outcomes: tuple[str, str],
+) -> None:  # fmt: skip
+    market = (await create_market(client, admin, settlement_fee_bps=200))["id"]
+    yes, no = await minted(client, outbox_path, market)
+    answers = await asyncio.gather(
+        *(admin_action(client, admin, market, "resolve", outcome=o) for o in outcomes)
+    )
+    assert sorted(a.status_code for a in answers) == [200, 409], [a.text for a in answers]
+    (won,) = [a for a in answers if a.status_code == 200]
+    (lost,) = [a for a in answers if a.status_code == 409]
+    assert_error(lost, 409, "market_resolved")
+    outcome = won.json()["outcome"]
+    assert (await client.get(f"/api/v1/markets/{market}")).json()["outcome"] == outcome
+    winner = yes if outcome == "yes" else no
+    assert await payouts_of(db, market) == [(winner.id, 3000)]
+    fees = await db.fetchval(
+        "SELECT coalesce(sum(amount), 0) FROM transfers "
+        "WHERE kind = 'fee' AND ref_type = 'market' AND ref_id = $1",
+        market,
+    )
+    assert fees == 60  # 2% of the one payout
+    assert await escrow(db, market) == 0
+    assert await live_audit(client, admin) == CLEAN_AUDIT
+
+
+async def test_resolving_while_orders_are_in_flight(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool,
+    app: Litestar,
+) -> None:  # fmt: skip
+    """Each order either committed before the resolution (and was settled by it: filled,
+    or canceled by the close) or is refused with market_not_open; nobody is paid for a
+    contract they do not hold, and nothing stays locked."""
+    market = (await create_market(client, admin))["id"]
+    traders = [await funded_trader(client, outbox_path, deposit=20_000) for _ in range(8)]
+    await traders[0].placed(market, "yes", "buy", 2, 500)  # resting before the race
+    balances = {t.id: (await t.wallet())["balance"] for t in traders}
+    # Waves of orders (YES and NO buys at 500, which mint when they meet) go on while
+    # the resolution is on its way, and one wave more once it has answered.
+    resolution = asyncio.create_task(admin_action(client, admin, market, "resolve", outcome="yes"))
+    placed: list[httpx.Response] = []
+    for wave in range(ORDER_WAVES_MAX):
+        resolved_before = resolution.done()
+        placed += await asyncio.gather(
+            *(
+                t.order(market, "yes" if n % 2 else "no", "buy", 1 + (n + wave) % 3, 500)
+                for n, t in enumerate(traders)
+            )
+        )
+        if resolved_before:
+            break
+    resolved = await resolution
+    assert resolved.status_code == 200, resolved.text
+    assert resolved_before, "the resolution outlasted every wave"
+    for answer in placed:
+        if answer.status_code != 201:
+            assert_error(answer, 409, "market_not_open")
+    statuses = {a.status_code for a in placed}
+    assert statuses == {201, 409}, statuses  # some before the resolution, some after
+    # Every order Postgres holds committed before the resolution, and the resolution
+    # settled it: filled, or canceled by the close with nothing left working.
+    yes_held = dict.fromkeys(balances, 0)
+    spent = dict.fromkeys(balances, 0)
+    stored = 0
+    for trader in traders:
+        mine = await client.get(
+            "/api/v1/orders", params={"market_id": market, "limit": 200}, headers=trader.headers
+        )
+        for order in mine.json()["items"]:
+            stored += 1
+            assert order["status"] in ("filled", "canceled"), order
+            assert order["remaining_quantity"] == 0, order
+            spent[trader.id] += 500 * order["filled_quantity"]
+            if order["outcome"] == "yes":
+                yes_held[trader.id] += order["filled_quantity"]
+    assert stored == 1 + sum(a.status_code == 201 for a in placed)
+    expected = [(user, 1000 * held) for user, held in yes_held.items() if held]
+    assert sorted(await payouts_of(db, market)) == sorted(expected)
+    for trader in traders:
+        wallet = await trader.wallet()
+        want = balances[trader.id] - spent[trader.id] + 1000 * yes_held[trader.id]
+        assert (wallet["balance"], wallet["locked"]) == (want, 0), trader.id
+    assert await escrow(db, market) == 0
+    assert await engine_differences(app, db) == []
+    assert await live_audit(client, admin) == CLEAN_AUDIT
+
+
+async def test_a_closed_market_is_marked_at_its_last_trade(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    """No book once closed: positions are valued at the last trade's price (YES at it,
+    NO at 1000 minus it) until the resolution, not at 0."""
+    market = (await create_market(client, admin))["id"]
+    a = await funded_trader(client, outbox_path, deposit=5_000)
+    b = await funded_trader(client, outbox_path, deposit=5_000)
+    c = await funded_trader(client, outbox_path, deposit=5_000)
+    await a.placed(market, "yes", "buy", 4, 600)
+    await b.placed(market, "no", "buy", 4, 400)  # mint 4 at YES 600
+    await a.placed(market, "yes", "sell", 1, 700)
+    await c.placed(market, "yes", "buy", 1, 700)  # the last trade: YES 700
+    assert (await admin_action(client, admin, market, "close")).status_code == 200
+
+    # (contracts, invested, mark value) of each: A kept 3 YES of cost 600, B 4 NO of
+    # cost 400, C 1 YES of cost 700.
+    for trader, yes, no, invested, mark in (
+        (a, 3, 0, 1800, 3 * 700),
+        (b, 0, 4, 1600, 4 * 300),
+        (c, 1, 0, 700, 700),
+    ):
+        position = await trader.portfolio_position(market)
+        assert position is not None
+        assert (
+            position["status"],
+            position["yes_quantity"],
+            position["no_quantity"],
+            position["invested"],
+            position["mark_value"],
+            position["unrealized_pnl"],
+        ) == ("closed", yes, no, invested, mark, mark - invested)
+
+
+async def test_orders_are_refused_once_closes_at_has_passed(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, db: asyncpg.Pool
+) -> None:
+    """Refused from `closes_at` on, without waiting for the market clock to close it."""
+    closes_at = datetime.now(UTC) + timedelta(seconds=1)
+    market = (await create_market(client, admin, closes_at=closes_at.isoformat()))["id"]
+    trader = await funded_trader(client, outbox_path)
+    resting = await trader.placed(market, "yes", "buy", 1, 500)
+    # Keep the market clock away: only the closing time the engine holds may refuse.
+    await db.execute(
+        "UPDATE markets SET closes_at = now() + interval '1 day' WHERE id = $1", market
+    )
+    await asyncio.sleep(max(0.0, (closes_at - datetime.now(UTC)).total_seconds()) + POLL_S)
+    try:
+        assert_error(await trader.order(market, "yes", "buy", 1, 500), 409, "market_not_open")
+        assert_error(await trader.order(market, "no", "buy", 1, 400), 409, "market_not_open")
+        canceled = await client.delete(f"/api/v1/orders/{resting['id']}", headers=trader.headers)
+        assert canceled.status_code == 200, canceled.text  # cancels still work
+    finally:
+        assert (await admin_action(client, admin, market, "close")).status_code == 200
