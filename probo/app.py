@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request
 from litestar.openapi import OpenAPIConfig
+from litestar.types import Receive, Scope, Send
 from loguru import logger
 
 from probo import auth, health, kyc, markets, realtime, referral, trading, wallet
@@ -28,6 +29,17 @@ SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger write
 async def _before_request(request: Request) -> None:
     auth.authenticate_first(request)
     await check_body_strictly(request)
+
+
+class _ProboApp(Litestar):
+    """Litestar, keeping the server's own ASGI `send` of each WebSocket in its scope:
+    every layer inside wraps it, and the live feeds write frames to the transport of
+    the protocol behind the original (probo/realtime/subscriber.py)."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:  # type: ignore[override]
+        if scope["type"] == "websocket":
+            scope[realtime.RAW_SEND_SCOPE_KEY] = send  # type: ignore[literal-required]
+        await super().__call__(scope, receive, send)
 
 
 def create_app(
@@ -65,7 +77,8 @@ def create_app(
             async with pool.acquire() as conn:
                 await writer.load(conn)
             engine.attach(writer)
-            hub = realtime.Hub(engine, pool)
+            revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
+            hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
             hub.load()  # the recovered books are the committed ones
             writer.on_commit = hub.committed
             background.append(asyncio.create_task(writer.run(), name="ledger-writer"))
@@ -78,7 +91,6 @@ def create_app(
                 wait_ms=settings.engine_mirror_wait_ms,
                 reconcile_interval_s=settings.engine_reconcile_interval_s,
             )
-            revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
             await revocations.load()  # before ready: a restart never forgets a logout
             wallet_service = wallet.WalletService(
                 settings=settings,
@@ -136,7 +148,7 @@ def create_app(
             await redis.aclose()
             await pool.close()
 
-    return Litestar(
+    return _ProboApp(
         route_handlers=[
             *health.route_handlers,
             *auth.route_handlers,

@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import msgspec
@@ -30,6 +31,20 @@ EMBEDDED_DATABASE = "probo"
 
 WS_PING_INTERVAL_S = 20.0
 WS_CLIENT_FRAME_BYTES_MAX = 64 * 1024
+# uvicorn's WebSocket settings, for `probo serve` and the test servers alike.
+WEBSOCKET_OPTIONS: dict[str, Any] = {
+    # The sans-I/O protocol: the feeds write ready-made frames to its transport.
+    "ws": "websockets-sansio",
+    # No permessage-deflate: a room's message is then the same bytes on every
+    # connection, framed once; compressing per connection would cost a core at 1,000
+    # subscribers (docs/DECISIONS.md).
+    "ws_per_message_deflate": False,
+    # Heartbeats (SPEC §10): a protocol ping every 20 s, and a peer that does not
+    # answer within 20 s is dropped. Client frames are small ops.
+    "ws_ping_interval": WS_PING_INTERVAL_S,
+    "ws_ping_timeout": WS_PING_INTERVAL_S,
+    "ws_max_size": WS_CLIENT_FRAME_BYTES_MAX,
+}
 
 
 async def _ensure_database(admin_url: str, name: str) -> None:
@@ -114,11 +129,7 @@ def serve(settings: Settings) -> int:
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=10,
-            # WebSocket heartbeats (SPEC §10): a protocol ping every 20 s, and a peer
-            # that does not answer within 20 s is dropped. Client frames are small ops.
-            ws_ping_interval=WS_PING_INTERVAL_S,
-            ws_ping_timeout=WS_PING_INTERVAL_S,
-            ws_max_size=WS_CLIENT_FRAME_BYTES_MAX,
+            **WEBSOCKET_OPTIONS,
         )
     return 0
 

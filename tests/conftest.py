@@ -16,7 +16,7 @@ import shutil
 import socket
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -26,9 +26,11 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 import uvicorn
+import uvloop
 from litestar import Litestar
 
 from probo.app import create_app
+from probo.cli import WEBSOCKET_OPTIONS
 from probo.config import Settings, load_settings
 from probo.db import migrate, with_database
 from probo.ledger import audit_url, ledger_breaches
@@ -49,6 +51,13 @@ def pytest_configure(config: pytest.Config) -> None:
                 raise pytest.UsageError(
                     f"{compiled.name} is older than {source.name}: run `make install`"
                 )
+
+
+def pytest_asyncio_loop_factories(
+    config: pytest.Config, item: pytest.Item
+) -> dict[str, Callable[[], asyncio.AbstractEventLoop]]:
+    """uvloop, as `probo serve` runs: its transports are not asyncio's, for one."""
+    return {"uvloop": uvloop.new_event_loop}
 
 
 @pytest.fixture(scope="session")
@@ -206,6 +215,7 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         log_level="warning",
         access_log=False,
         timeout_keep_alive=60,
+        **WEBSOCKET_OPTIONS,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

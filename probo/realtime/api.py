@@ -1,27 +1,39 @@
 """`GET /api/v1/ws`: the WebSocket endpoint (SPEC §8).
 
-Who is asking is settled once, at the handshake: the session cookie or `?token=`. A
+Who is asking is settled at the handshake: the session cookie or `?token=`. A
 cookie-authenticated handshake from a foreign `Origin` is refused (cross-site
 WebSocket hijacking); an invalid token leaves the connection anonymous, which can
-follow markets but not the `user` channel. Then one loop reads the client's ops while
-the connection's sender task drains its bounded queue; whichever ends first ends the
-connection. uvicorn sends the protocol pings (every 20 s, see `probo serve`).
+follow markets but not the `user` channel. The session must still be live when the
+`user` channel is joined, and the channel is dropped when it ends (users.py). Then one
+loop reads the client's ops (at most `CLIENT_OPS_PER_S`, with a burst of
+`CLIENT_OPS_BURST`) until the connection ends. uvicorn sends the protocol pings (every
+20 s, see `probo serve`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
+import time
 
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
+from loguru import logger
 
 from probo import metrics
-from probo.auth import InvalidToken, is_foreign_origin, session_token
+from probo.auth import Claims, InvalidToken, is_foreign_origin, session_token
 from probo.errors import ApiError
+from probo.realtime.frames import text_frame
 from probo.realtime.hub import Hub
-from probo.realtime.subscriber import CLOSE_TOO_SLOW, Subscriber
+from probo.realtime.subscriber import (
+    CLOSE_TOO_SLOW,
+    CLOSE_TOO_SLOW_REASON,
+    RAW_SEND_SCOPE_KEY,
+    Subscriber,
+    direct_transport,
+)
 from probo.realtime.types import ClientMessage, Error, Pong, Subscribed, Unsubscribed
 
 CONNECTIONS_MAX = 10_000  # open WebSocket connections per process
@@ -30,14 +42,17 @@ CLIENT_MESSAGE_BYTES_MAX = 1024
 TOKEN_LENGTH_MAX = 4096
 CLOSE_FORBIDDEN = 4403  # handshake refused: cookie from a foreign origin
 CLOSE_BUSY = 1013  # try again later
+CLIENT_OPS_PER_S = 20.0  # subscribe / unsubscribe / ping, per connection
+CLIENT_OPS_BURST = 50.0
+_MARKET_CHANNEL = re.compile(r"market:([1-9][0-9]{0,17})")
 
 _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder(ClientMessage).decode
 _open_connections = 0
 
 
-def _user_of(socket: WebSocket) -> tuple[int | None, bool]:
-    """(the authenticated user or None, whether the handshake must be refused)."""
+def _session_of(socket: WebSocket) -> tuple[Claims | None, bool]:
+    """(the session's claims or None, whether the handshake must be refused)."""
     state = socket.app.state
     token: str | None = socket.query_params.get("token")
     via_cookie = False
@@ -56,11 +71,31 @@ def _user_of(socket: WebSocket) -> tuple[int | None, bool]:
         return None, False
     if via_cookie and is_foreign_origin(socket, state.settings.allowed_origins):  # type: ignore[arg-type]
         return None, True
-    return claims.user_id, False
+    return claims, False
+
+
+class _OpBudget:
+    """A token bucket of client ops for one connection."""
+
+    __slots__ = ("tokens", "at")
+
+    def __init__(self) -> None:
+        self.tokens = CLIENT_OPS_BURST
+        self.at = time.monotonic()
+
+    def take(self) -> bool:
+        now = time.monotonic()
+        self.tokens = min(CLIENT_OPS_BURST, self.tokens + (now - self.at) * CLIENT_OPS_PER_S)
+        self.at = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
 
 
 def _say(subscriber: Subscriber, message: msgspec.Struct) -> None:
-    subscriber.offer(_encode(message).decode())
+    payload = _encode(message)
+    subscriber.offer(text_frame(payload), (payload,))
 
 
 def _handle(hub: Hub, subscriber: Subscriber, raw: str) -> None:
@@ -83,7 +118,7 @@ def _handle(hub: Hub, subscriber: Subscriber, raw: str) -> None:
         if message.op == "unsubscribe":
             hub.leave_user(subscriber)
             _say(subscriber, Unsubscribed(channel))
-        elif subscriber.user_id is None:
+        elif not hub.users.session_live(subscriber):
             _say(subscriber, Error("unauthorized", "the user channel needs a session", channel))
         else:
             hub.join_user(subscriber)
@@ -105,18 +140,14 @@ def _handle(hub: Hub, subscriber: Subscriber, raw: str) -> None:
 
 
 def _market_id(channel: str | None) -> int | None:
-    if channel is None or not channel.startswith("market:"):
-        return None
-    digits = channel[len("market:") :]
-    if not digits.isdigit() or len(digits) > 18:
-        return None
-    return int(digits) or None
+    match = _MARKET_CHANNEL.fullmatch(channel or "")
+    return int(match.group(1)) if match else None
 
 
 @websocket("/api/v1/ws")
 async def feed(socket: WebSocket) -> None:
     global _open_connections
-    user_id, refused = _user_of(socket)
+    claims, refused = _session_of(socket)
     if refused:
         await socket.close(code=CLOSE_FORBIDDEN, reason="cross-site connection refused")
         return
@@ -124,31 +155,58 @@ async def feed(socket: WebSocket) -> None:
         await socket.close(code=CLOSE_BUSY, reason="too many connections")
         return
     hub: Hub = socket.app.state.hub
-    await socket.accept()
-    _open_connections += 1
+    _open_connections += 1  # before any await: concurrent handshakes count each other
     metrics.WS_CONNECTIONS.inc()
-    subscriber = Subscriber(user_id)
-    sender = subscriber.start(socket)
-    receiver = asyncio.create_task(_receive_all(socket, hub, subscriber), name="ws-receiver")
+    subscriber: Subscriber | None = None
+    sender: asyncio.Task[None] | None = None
     try:
-        await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        await socket.accept()
+        subscriber = Subscriber(
+            claims.user_id if claims else None,
+            session_id=claims.jti if claims else None,
+            session_expires_at=claims.expires_at if claims else 0.0,
+            transport=direct_transport(socket.scope.get(RAW_SEND_SCOPE_KEY)),
+        )
+        sender = subscriber.start(socket)
+        if sender is None:
+            await _receive_all(socket, hub, subscriber)
+        else:
+            receiver = asyncio.create_task(
+                _receive_all(socket, hub, subscriber), name="ws-receiver"
+            )
+            try:
+                await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                receiver.cancel()
+                await asyncio.gather(receiver, return_exceptions=True)
     finally:
         _open_connections -= 1
         metrics.WS_CONNECTIONS.dec()
-        hub.leave(subscriber)
-        for task in (sender, receiver):
-            task.cancel()
-        await asyncio.gather(sender, receiver, return_exceptions=True)
-        if subscriber.kicked:
-            metrics.WS_KICKED.inc()
-            with contextlib.suppress(Exception):
-                await socket.close(code=CLOSE_TOO_SLOW, reason="too slow: reconnect")
+        if subscriber is not None:
+            hub.leave(subscriber)
+            if sender is not None:
+                sender.cancel()
+                await asyncio.gather(sender, return_exceptions=True)
+            if subscriber.kicked and not subscriber.direct:  # a direct one was closed by the kick
+                with contextlib.suppress(Exception):
+                    await socket.close(code=CLOSE_TOO_SLOW, reason=CLOSE_TOO_SLOW_REASON)
 
 
 async def _receive_all(socket: WebSocket, hub: Hub, subscriber: Subscriber) -> None:
+    budget = _OpBudget()
     with contextlib.suppress(WebSocketDisconnect):
         while True:
-            _handle(hub, subscriber, await socket.receive_text())
+            raw = await socket.receive_text()
+            if subscriber.kicked:  # read on until it closes: unread input would reset it
+                continue
+            if not budget.take():
+                _say(subscriber, Error("rate_limited", "too many messages; slow down"))
+                continue
+            try:
+                _handle(hub, subscriber, raw)
+            except Exception as exc:  # a bug: answer it, keep the connection
+                logger.opt(exception=exc).error("websocket op failed")
+                _say(subscriber, Error("internal_error", "the message could not be handled"))
 
 
 route_handlers = [feed]

@@ -20,11 +20,14 @@ from pathlib import Path
 import asyncpg
 import httpx
 import pytest
+import uvicorn
 from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from tests.conftest import login
+from probo.cli import WEBSOCKET_OPTIONS
+from probo.realtime import subscriber as subscriber_module
+from tests.conftest import free_port, login
 from tests.trading import Trader, create_market, funded_trader
 
 WAIT_S = 10.0
@@ -358,8 +361,36 @@ def _text_frame(text: str) -> bytes:
     return struct.pack("!BB4s", 0x81, 0x80 | len(payload), b"\0\0\0\0") + payload
 
 
+def _frames(data: bytes) -> list[tuple[int, bytes]]:
+    """(opcode, payload) of each complete unmasked server frame in `data`."""
+    frames = []
+    while len(data) >= 2:
+        length, offset = data[1] & 0x7F, 2
+        if length == 126:
+            length, offset = struct.unpack("!H", data[2:4])[0], 4
+        elif length == 127:
+            length, offset = struct.unpack("!Q", data[2:10])[0], 10
+        if len(data) < offset + length:
+            break
+        frames.append((data[0] & 0x0F, data[offset : offset + length]))
+        data = data[offset + length :]
+    return frames
+
+
+def _read_to_end(raw: socket.socket) -> bytes:
+    raw.settimeout(WAIT_S)
+    chunks = []
+    while chunk := raw.recv(65536):
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
-    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, app: Litestar
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    outbox_path: Path,
+    app: Litestar,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     market = (await create_market(client, admin, tick=1))["id"]
     makers = [await funded_trader(client, outbox_path, deposit=100_000) for _ in range(5)]
@@ -367,6 +398,8 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
         await makers[n % 5].placed(market, "yes", "buy", 1, price)
     maker = makers[0]
     hub = app.state.hub
+    # A small bound, so that the test fills it quickly; the rule is the same.
+    monkeypatch.setattr(subscriber_module, "SEND_BUFFER_BYTES_MAX", 64 * 1024)
     async with feed(client) as healthy:
         await healthy.send(op="subscribe", channel=f"market:{market}")
         await healthy.wait_for(lambda m: m["type"] == "snapshot")
@@ -375,15 +408,33 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
             subscribe = _text_frame(json.dumps({"op": "subscribe", "channel": f"market:{market}"}))
             await asyncio.to_thread(stalled.sendall, subscribe)
             await _until(lambda: len(hub._rooms.get(market, ())) == 2)  # it joined
-            # It asks for snapshot after snapshot and reads none of them.
-            for _ in range(40):
-                await asyncio.to_thread(stalled.sendall, subscribe * 100)
-                if len(hub._rooms.get(market, ())) == 1:
-                    break
-            await _until(lambda: len(hub._rooms.get(market, ())) == 1)
-            kicked = [s for s in hub._rooms[market] if s.kicked]
-            assert kicked == []
+            room = hub._rooms[market]
+            assert all(s.direct for s in room), "frames are not written to the transports"
+            # Keep the kernel from buffering much for it, so the server's bound is reached.
+            for subscriber in room:
+                transport = subscriber._transport
+                if transport.get_extra_info("peername")[1] == stalled.getsockname()[1]:
+                    sock = transport.get_extra_info("socket")
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+            # While it sits in the room unread, the others still get every change.
+            order = await maker.placed(market, "yes", "buy", 1, 451)
+            await healthy.wait_for(
+                lambda m: (
+                    m["type"] == "book"
+                    and {"outcome": "yes", "price": 451, "quantity": 1} in m["changes"]
+                )
+            )
+            # Deltas pile up unread on the stalled connection until it is kicked.
+            kicked_before = _metric(await client.get("/metrics"), "probo_ws_kicked_total")
+            price = 101
+            while len(hub._rooms.get(market, ())) == 2:
+                assert price < 400, "the stalled consumer was never dropped"
+                await makers[price % 5].placed(market, "yes", "buy", 1, price)
+                await asyncio.to_thread(stalled.sendall, subscribe * 2)  # and snapshots
+                price += 2
             assert len(hub._rooms[market]) == 1, "the stalled consumer is still in the room"
+            kicked = _metric(await client.get("/metrics"), "probo_ws_kicked_total")
+            assert kicked == kicked_before + 1
             started = time.monotonic()
             order = await maker.placed(market, "yes", "buy", 1, 450)
             assert time.monotonic() - started < WAIT_S
@@ -394,8 +445,19 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
                 )
             )
             assert new_level["seq"] > 0 and order["status"] == "open"
+            # What it had not read is still delivered, then a close frame saying why.
+            frames = _frames(await asyncio.to_thread(_read_to_end, stalled))
+            assert frames[-1][0] == 0x8, frames[-1]
+            assert struct.unpack("!H", frames[-1][1][:2])[0] == 4008
         finally:
             stalled.close()
+
+
+def _metric(response: httpx.Response, name: str) -> float:
+    for line in response.text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
 
 
 async def test_a_cancel_all_of_nothing_while_a_user_feed_is_open_leaves_markets_trading(
@@ -414,3 +476,165 @@ async def test_a_cancel_all_of_nothing_while_a_user_feed_is_open_leaves_markets_
         bid = await alice.placed(market, "yes", "buy", 2, 500)
         assert bid["status"] == "open"
         await mine.wait_for(lambda m: m["type"] == "order" and m["order"]["id"] == bid["id"])
+
+
+async def test_orders_placed_before_subscribing_are_followed_exactly(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    market = (await create_market(client, admin))["id"]
+    alice = await funded_trader(client, outbox_path, deposit=10_000)
+    bob = await funded_trader(client, outbox_path, deposit=10_000)
+    early = await alice.placed(market, "yes", "buy", 5, 600)  # before anyone watches
+    async with (
+        feed(client, f"?token={alice.token}") as alices,
+        feed(client, f"?token={bob.token}") as bobs,
+    ):
+        for live in (alices, bobs):
+            await live.send(op="subscribe", channel="user")
+            await live.wait_for(lambda m: m["type"] == "subscribed")
+        await bob.placed(market, "no", "buy", 2, 400)  # mints 2 against the early bid
+        partly = await alices.wait_for(lambda m: m["type"] == "order")
+        assert (
+            partly["order"]
+            == (await client.get(f"/api/v1/orders/{early['id']}", headers=alice.headers)).json()
+        )
+        assert (partly["order"]["status"], partly["order"]["filled_quantity"]) == ("open", 2)
+        late = await alice.placed(market, "yes", "buy", 1, 550)
+        await bob.placed(market, "no", "buy", 3, 400)  # fills the rest of the early bid
+        await bob.placed(market, "no", "buy", 1, 450)  # fills the late bid
+        await alices.wait_for(
+            lambda m: m["type"] == "order" and m["order"]["id"] == late["id"]
+            and m["order"]["status"] == "filled"
+        )  # fmt: skip
+        states = [
+            (m["order"]["id"], m["order"]["status"], m["order"]["filled_quantity"])
+            for m in alices.of_type("order")
+        ]
+        # Every committed change, once, in commit order.
+        assert states == [
+            (early["id"], "open", 2),
+            (late["id"], "open", 0),
+            (early["id"], "filled", 5),
+            (late["id"], "filled", 1),
+        ]
+        for order_id in (early["id"], late["id"]):
+            last = [m["order"] for m in alices.of_type("order") if m["order"]["id"] == order_id][-1]
+            rest = await client.get(f"/api/v1/orders/{order_id}", headers=alice.headers)
+            assert last == rest.json()
+        # Each side sees its own balances only, and the last one is the wallet's.
+        await bobs.wait_for(lambda m: m["type"] == "fill" and m["fill"]["quantity"] == 1)
+        for trader, live in ((alice, alices), (bob, bobs)):
+            wallet = await trader.wallet()
+            last = await live.wait_for(
+                lambda m, w=wallet: m["type"] == "balance" and m["balance"] == w["balance"]
+            )
+            assert (last["locked"], last["available"]) == (wallet["locked"], wallet["available"])
+        alice_orders = {m["order"]["id"] for m in alices.of_type("order")}
+        bob_orders = {m["order"]["id"] for m in bobs.of_type("order")}
+        assert alice_orders == {early["id"], late["id"]} and not alice_orders & bob_orders
+        assert {m["fill"]["order_id"] for m in bobs.of_type("fill")} == bob_orders
+
+
+async def test_a_user_channel_ends_with_its_session_and_unsubscribe_stops_it(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    market = (await create_market(client, admin))["id"]
+    alice = await funded_trader(client, outbox_path, deposit=10_000)
+    async with feed(client, f"?token={alice.token}") as live:
+        await live.send(op="subscribe", channel="user")
+        await live.send(op="subscribe", channel=f"market:{market}")
+        await live.wait_for(lambda m: m["type"] == "snapshot")
+        await alice.placed(market, "yes", "buy", 1, 500)
+        await live.wait_for(lambda m: m["type"] == "order")
+        logout = await client.post("/api/v1/auth/logout", headers=alice.headers)
+        assert logout.status_code in (200, 204), logout.text
+        ended = await live.wait_for(lambda m: m["type"] == "error")
+        assert (ended["code"], ended["channel"]) == ("unauthorized", "user")
+        await live.send(op="subscribe", channel="user")  # the token is no good any more
+        refused = await live.wait_for(lambda m: m["type"] == "error", start=len(live.messages))
+        assert refused["code"] == "unauthorized"
+        # The market room goes on: a public feed needs no session.
+        bob = await funded_trader(client, outbox_path, deposit=10_000)
+        await bob.placed(market, "no", "buy", 1, 300)
+        await live.wait_for(
+            lambda m: (
+                m["type"] == "book"
+                and {"outcome": "no", "price": 300, "quantity": 1} in m["changes"]
+            )
+        )
+        assert len(live.of_type("order")) == 1  # nothing of alice's after the logout
+
+    carol = await funded_trader(client, outbox_path, deposit=10_000)
+    async with feed(client, f"?token={carol.token}") as live:
+        await live.send(op="subscribe", channel="user")
+        await live.wait_for(lambda m: m["type"] == "subscribed")
+        await live.send(op="unsubscribe", channel="user")
+        await live.wait_for(lambda m: m["type"] == "unsubscribed")
+        await live.send(op="subscribe", channel=f"market:{market}")
+        await live.wait_for(lambda m: m["type"] == "snapshot")
+        await carol.placed(market, "yes", "buy", 1, 350)
+        await live.wait_for(
+            lambda m: (
+                m["type"] == "book"
+                and {"outcome": "yes", "price": 350, "quantity": 1} in m["changes"]
+            )
+        )
+        assert live.of_type("order") == [] and live.of_type("balance") == []
+
+
+async def test_odd_channels_and_floods_of_ops_get_errors_and_the_connection_stays(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    market = (await create_market(client, admin))["id"]
+    async with feed(client) as live:
+        for channel in ("market:\u00b2", "market:\u0661\u0662", f"market:0{market}", "market:-1"):
+            await live.send(op="subscribe", channel=channel)
+            error = await live.wait_for(lambda m: m["type"] == "error", start=len(live.messages))
+            assert error["code"] == "validation_error", (channel, error)
+        for _ in range(120):
+            await live.send(op="ping")
+        await live.wait_for(lambda m: m.get("code") == "rate_limited")
+        pongs = len(live.of_type("pong"))
+        assert 40 <= pongs < 120  # a burst of 50 ops, four of them the subscribes
+        await asyncio.sleep(0.2)  # the budget refills
+        await live.send(op="subscribe", channel=f"market:{market}")
+        snapshot = await live.wait_for(lambda m: m["type"] == "snapshot")
+        assert snapshot["channel"] == f"market:{market}"
+
+
+async def test_connections_that_negotiate_compression_are_served_through_asgi(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path, app: Litestar
+) -> None:
+    """Another server setting (permessage-deflate on): the queued path, same messages."""
+    port = free_port()
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
+        **{**WEBSOCKET_OPTIONS, "ws_per_message_deflate": True},
+    )  # fmt: skip
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    try:
+        await _until(lambda: server.started)
+        market = (await create_market(client, admin))["id"]
+        alice = await funded_trader(client, outbox_path, deposit=10_000)
+        url = f"ws://127.0.0.1:{port}/api/v1/ws?token={alice.token}"
+        async with connect(url, compression="deflate") as connection:
+            live = Feed(connection)
+            await live.send(op="subscribe", channel=f"market:{market}")
+            await live.send(op="subscribe", channel="user")
+            await live.wait_for(lambda m: m["type"] == "snapshot")
+            [subscriber] = app.state.hub._rooms[market]
+            assert not subscriber.direct
+            order = await alice.placed(market, "yes", "buy", 2, 450)
+            await live.wait_for(
+                lambda m: (
+                    m["type"] == "book"
+                    and {"outcome": "yes", "price": 450, "quantity": 2} in m["changes"]
+                )
+            )
+            update = await live.wait_for(lambda m: m["type"] == "order")
+            assert update["order"]["id"] == order["id"]
+            live._reader.cancel()
+    finally:
+        server.should_exit = True
+        await task

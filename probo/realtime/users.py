@@ -1,0 +1,352 @@
+"""`UserFeeds`: the private `user` channel (SPEC §8, §10): `order`, `fill` and
+`balance` messages for one user's connections, from committed batches only, in commit
+order, each command's messages together.
+
+An `order` message is the order as REST shows it, as of the commit that changed it.
+The feeds keep a view of each order of a watched user that may still change: built
+from the committed events for an order placed while its owner watches, and read once
+from Postgres for an order placed before. Such a read may see a state later than the
+commit being sent; the events that follow are then recognised (a fill by its trade id,
+a cancel by the status) and not applied twice, so the views stay exact from there on.
+Views of orders that are done (filled, canceled) are dropped once sent.
+
+A batch needing no read is sent at once, from the ledger writer's commit callback. One
+that does waits, with every batch after it, in a bounded queue that one task drains in
+order. A `balance` is the engine's (cash, locked) right after the command, which the
+engine records at decision time for watched users (`Entry.balances`).
+
+Sessions end on a live socket too: once a second the feeds drop the user channel of
+connections whose token has expired or been revoked, telling them `unauthorized`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import asyncpg
+import msgspec
+from loguru import logger
+
+from probo import trading
+from probo.db import UNAVAILABLE_ERRORS, connection
+from probo.orderbook import (
+    Engine,
+    Entry,
+    OrderAccepted,
+    OrderCanceled,
+    TradeExecuted,
+)
+from probo.realtime.frames import text_frame
+from probo.realtime.subscriber import Subscriber
+from probo.realtime.types import (
+    BalanceUpdate,
+    Error,
+    FillUpdate,
+    FillView,
+    OrderUpdate,
+)
+
+PAYOUT = 1000
+USER_BACKLOG_MAX = 10_000  # committed batches waiting behind an order read
+USER_RETRY_S = 0.5  # Postgres away: the order read is tried again after this
+SESSION_CHECK_INTERVAL_S = 1.0  # how often open user channels are checked for a live session
+USER_CHANNEL = "user"
+
+_encode = msgspec.json.Encoder().encode
+
+
+class OrderView:
+    """One order of a watched user, as committed so far."""
+
+    __slots__ = (
+        "id", "user_id", "client_order_id", "market_id", "outcome", "side", "type",
+        "time_in_force", "price", "quantity", "status", "filled", "cost", "fills",
+        "trade_ids", "created_at", "cancel_reason", "unsent",
+    )  # fmt: skip
+
+    def __init__(self, user_id: int, order: trading.Order) -> None:
+        self.id = order.id
+        self.user_id = user_id
+        self.client_order_id = order.client_order_id
+        self.market_id = order.market_id
+        self.outcome = order.outcome
+        self.side = order.side
+        self.type = order.type
+        self.time_in_force = order.time_in_force
+        self.price = order.price
+        self.quantity = order.quantity
+        self.status = order.status
+        self.filled = order.filled_quantity
+        self.cost = sum(f.price * f.quantity for f in order.fills)
+        self.fills = list(order.fills)
+        self.trade_ids = {f.trade_id for f in order.fills}
+        self.created_at = order.created_at
+        self.cancel_reason = order.cancel_reason
+        self.unsent = False  # read from Postgres for a change not yet sent
+
+    @classmethod
+    def accepted(cls, event: OrderAccepted, entry: Entry) -> OrderView:
+        return cls(
+            event.user_id,
+            trading.Order(
+                id=event.order_id,
+                client_order_id=event.client_order_id,
+                market_id=event.market_id,
+                outcome=event.outcome,
+                side=event.side,
+                type=event.type,
+                time_in_force=event.time_in_force,
+                price=event.price if event.type == "limit" else None,
+                quantity=event.quantity,
+                status="open",
+                filled_quantity=0,
+                remaining_quantity=event.quantity,
+                average_price=None,
+                fills=[],
+                created_at=entry.at,
+            ),
+        )
+
+    def fill(self, trade: TradeExecuted, entry: Entry) -> bool:
+        """Apply one trade of this order; False when the view already has it."""
+        if trade.trade_id in self.trade_ids:
+            return False
+        price = trade.yes_price if self.outcome == "yes" else PAYOUT - trade.yes_price
+        self.trade_ids.add(trade.trade_id)
+        self.fills.append(trading.Fill(trade.trade_id, price, trade.quantity, trade.kind, entry.at))
+        self.filled += trade.quantity
+        self.cost += price * trade.quantity
+        if self.filled >= self.quantity:
+            self.status = "filled"
+        return True
+
+    def cancel(self, event: OrderCanceled) -> bool:
+        if self.status != "open":
+            return False
+        self.status = "canceled"
+        self.cancel_reason = event.reason
+        return True
+
+    @property
+    def done(self) -> bool:
+        return self.status != "open"
+
+    def view(self) -> trading.Order:
+        return trading.Order(
+            id=self.id,
+            client_order_id=self.client_order_id,
+            market_id=self.market_id,
+            outcome=self.outcome,
+            side=self.side,
+            type=self.type,
+            time_in_force=self.time_in_force,
+            price=self.price,
+            quantity=self.quantity,
+            status=self.status,  # type: ignore[arg-type]
+            filled_quantity=self.filled,
+            remaining_quantity=self.quantity - self.filled if self.status == "open" else 0,
+            average_price=trading.average(self.cost, self.filled),
+            fills=list(self.fills),
+            created_at=self.created_at,
+            cancel_reason=self.cancel_reason,
+        )
+
+
+class UserFeeds:
+    def __init__(
+        self, engine: Engine, pool: asyncpg.Pool, is_revoked: Callable[[str], bool]
+    ) -> None:
+        self._engine = engine
+        self._pool = pool
+        self._is_revoked = is_revoked
+        self._connections: dict[int, set[Subscriber]] = {}
+        self._orders: dict[int, OrderView] = {}  # order id -> view, watched users' only
+        self._backlog: deque[Sequence[Entry]] = deque()
+        self._wakeup = asyncio.Event()
+
+    # --- joining and leaving -----------------------------------------------------------
+
+    def session_live(self, subscriber: Subscriber) -> bool:
+        return (
+            subscriber.user_id is not None
+            and subscriber.session_expires_at > time.time()
+            and not (subscriber.session_id and self._is_revoked(subscriber.session_id))
+        )
+
+    def join(self, subscriber: Subscriber) -> None:
+        user_id = subscriber.user_id
+        assert user_id is not None
+        self._connections.setdefault(user_id, set()).add(subscriber)
+        # From now on the engine records this user's balance after each command.
+        self._engine.watched_users.add(user_id)
+
+    def leave(self, subscriber: Subscriber) -> None:
+        user_id = subscriber.user_id
+        connections = self._connections.get(user_id) if user_id is not None else None
+        if connections is None or subscriber not in connections:
+            return
+        connections.discard(subscriber)
+        if not connections:
+            del self._connections[user_id]  # type: ignore[arg-type]
+            self._engine.watched_users.discard(user_id)  # type: ignore[arg-type]
+            self._orders = {k: v for k, v in self._orders.items() if v.user_id != user_id}
+
+    def joined(self, subscriber: Subscriber) -> bool:
+        connections = self._connections.get(subscriber.user_id)  # type: ignore[arg-type]
+        return connections is not None and subscriber in connections
+
+    # --- from the ledger writer --------------------------------------------------------
+
+    def committed(self, batch: Sequence[Entry]) -> None:
+        if not self._connections:
+            return
+        if self._backlog or self._unknown_orders(batch):
+            if len(self._backlog) >= USER_BACKLOG_MAX:
+                self._drop_all("the user feed fell behind the ledger")
+                return
+            self._backlog.append(batch)
+            self._wakeup.set()
+            return
+        self._send_batch(batch)
+
+    def _unknown_orders(self, batch: Sequence[Entry]) -> list[int]:
+        """Watched users' orders this batch changes that have no view yet and are not
+        placed in it: their state before the batch must be read."""
+        watched = self._connections
+        known = self._orders
+        placed: set[int] = set()
+        unknown: dict[int, None] = {}
+        for entry in batch:
+            for event in entry.events:
+                kind = type(event)
+                if kind is TradeExecuted:
+                    t: TradeExecuted = event  # type: ignore[assignment]
+                    for user_id, order_id in (
+                        (t.taker_user_id, t.taker_order_id),
+                        (t.maker_user_id, t.maker_order_id),
+                    ):
+                        if user_id in watched and order_id not in known and order_id not in placed:
+                            unknown[order_id] = None
+                elif kind is OrderAccepted:
+                    placed.add(event.order_id)  # type: ignore[attr-defined]
+                elif kind is OrderCanceled:
+                    c: OrderCanceled = event  # type: ignore[assignment]
+                    if (
+                        c.user_id in watched
+                        and c.order_id not in known
+                        and c.order_id not in placed
+                    ):
+                        unknown[c.order_id] = None
+        return list(unknown)
+
+    async def run(self) -> None:
+        """Drain the batches waiting behind an order read, in commit order."""
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._backlog:
+                batch = self._backlog[0]
+                unknown = self._unknown_orders(batch)
+                if unknown:
+                    try:
+                        await self._read_orders(unknown)
+                    except asyncio.CancelledError:
+                        raise
+                    except UNAVAILABLE_ERRORS as exc:
+                        logger.warning("user feed cannot read orders ({!r}); retrying", exc)
+                        await asyncio.sleep(USER_RETRY_S)
+                        continue
+                    except Exception as exc:  # a bug: lose the user feeds, not the ledger
+                        logger.opt(exception=exc).error("user feed failed; its feeds close")
+                        self._drop_all("the user feed failed")
+                        continue
+                if self._backlog and self._backlog[0] is batch:
+                    self._backlog.popleft()
+                    self._send_batch(batch)
+
+    async def _read_orders(self, order_ids: list[int]) -> None:
+        async with connection(self._pool) as conn:
+            orders = await trading.orders_of_anyone(conn, order_ids)
+        for user_id, order in orders:
+            if order.id not in self._orders and user_id in self._connections:
+                view = self._orders[order.id] = OrderView(user_id, order)
+                view.unsent = True
+
+    def _send_batch(self, batch: Sequence[Entry]) -> None:
+        """Each entry's messages for each watched user, in order, one write per connection."""
+        connections = self._connections
+        orders = self._orders
+        out: dict[int, list[bytes]] = {}
+        for entry in batch:
+            changed: dict[int, OrderView] = {}
+            fills: list[tuple[int, FillView]] = []
+            for event in entry.events:
+                kind = type(event)
+                if kind is OrderAccepted:
+                    a: OrderAccepted = event  # type: ignore[assignment]
+                    if a.user_id in connections and a.order_id not in orders:
+                        view = orders[a.order_id] = OrderView.accepted(a, entry)
+                        changed[a.order_id] = view
+                elif kind is TradeExecuted:
+                    t: TradeExecuted = event  # type: ignore[assignment]
+                    for user_id, order_id, outcome in (
+                        (t.taker_user_id, t.taker_order_id, t.taker_outcome),
+                        (t.maker_user_id, t.maker_order_id, t.maker_outcome),
+                    ):
+                        if user_id not in connections:
+                            continue
+                        price = t.yes_price if outcome == "yes" else PAYOUT - t.yes_price
+                        fills.append(
+                            (user_id, FillView(order_id, t.trade_id, price, t.quantity, t.kind))
+                        )
+                        view = orders.get(order_id)
+                        if view is not None and (view.fill(t, entry) or view.unsent):
+                            view.unsent = False
+                            changed[order_id] = view
+                elif kind is OrderCanceled:
+                    c: OrderCanceled = event  # type: ignore[assignment]
+                    view = orders.get(c.order_id)
+                    if view is not None and (view.cancel(c) or view.unsent):
+                        view.unsent = False
+                        changed[c.order_id] = view
+            for order_id, view in changed.items():
+                out.setdefault(view.user_id, []).append(_encode(OrderUpdate(view.view())))
+                if view.done:
+                    del orders[order_id]
+            for user_id, fill in fills:
+                out.setdefault(user_id, []).append(_encode(FillUpdate(fill)))
+            if entry.balances:
+                for user_id, (cash, locked) in entry.balances.items():
+                    if user_id in connections:
+                        out.setdefault(user_id, []).append(
+                            _encode(BalanceUpdate(cash, locked, cash - locked))
+                        )
+        for user_id, payloads in out.items():
+            frames = b"".join(text_frame(p) for p in payloads)
+            for subscriber in list(connections.get(user_id, ())):
+                if not subscriber.offer(frames, payloads):
+                    self.leave(subscriber)
+
+    # --- sessions ----------------------------------------------------------------------
+
+    async def check_sessions(self) -> None:
+        """Once a second: a user channel whose session ended is closed (not the socket)."""
+        ended = _encode(Error("unauthorized", "the session has ended", USER_CHANNEL))
+        while True:
+            await asyncio.sleep(SESSION_CHECK_INTERVAL_S)
+            for connections in list(self._connections.values()):
+                for subscriber in list(connections):
+                    if not self.session_live(subscriber):
+                        self.leave(subscriber)
+                        subscriber.offer(text_frame(ended), (ended,))
+
+    def _drop_all(self, reason: str) -> None:
+        logger.warning("{}: closing {} user feeds", reason, len(self._connections))
+        for connections in list(self._connections.values()):
+            for subscriber in list(connections):
+                subscriber.kick()
+                self.leave(subscriber)
+        self._backlog.clear()
