@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROBO := $(VENV)/bin/probo
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery lint audit migrate clean
+.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery bench-ws lint audit migrate clean
 
 # The matching core is compiled with mypyc (setup.py): reinstall when it changes.
 ENGINE_SOURCES := setup.py probo/orderbook/accounts.py probo/orderbook/book.py probo/orderbook/exchange.py
@@ -33,7 +33,7 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
 
-bench: bench-engine bench-load bench-writer bench-recovery
+bench: bench-engine bench-load bench-writer bench-recovery bench-ws
 	$(PY) -m bench.startup
 	$(PY) -m bench.ledger
 
@@ -48,6 +48,10 @@ bench-writer: $(STAMP)
 # Start-up recovery of 200,000 open orders and 50,000 users, in process and to /readyz.
 bench-recovery: $(STAMP)
 	$(PY) -m bench.recovery
+
+# 1,000 WebSocket subscribers of one market while orders flow at 2,000/s over HTTP.
+bench-ws: $(STAMP)
+	$(PY) -m bench.ws
 
 # The matching core against lightmatchingengine and liquibook on one order flow.
 bench-engine: $(BENCH_STAMP)

@@ -34,10 +34,17 @@ async def _setup(conn: asyncpg.Connection) -> list[int]:
         USERS,
     )
     await conn.execute("INSERT INTO accounts (kind, user_id) SELECT 'user_cash', id FROM users")
-    accounts = [r["id"] for r in await conn.fetch("SELECT id FROM accounts WHERE kind = 'user_cash' ORDER BY id")]
+    accounts = [
+        r["id"]
+        for r in await conn.fetch("SELECT id FROM accounts WHERE kind = 'user_cash' ORDER BY id")
+    ]
     async with conn.transaction():
         await ledger.post_transfers(
-            conn, [Transfer(PLATFORM_BANK_ACCOUNT_ID, a, FUNDING, "deposit", "deposit", a) for a in accounts]
+            conn,
+            [
+                Transfer(PLATFORM_BANK_ACCOUNT_ID, a, FUNDING, "deposit", "deposit", a)
+                for a in accounts
+            ],
         )
     return accounts
 
@@ -62,8 +69,10 @@ async def main() -> None:
         try:
             conn = await asyncpg.connect(url)
             accounts = await _setup(conn)
-            print(f"ledger posting, {USERS} users, {TRANSFERS_PER_CASE} transfers per case, "
-                  f"python {platform.python_version()}, 1 connection")
+            print(
+                f"ledger posting, {USERS} users, {TRANSFERS_PER_CASE} transfers per case, "
+                f"python {platform.python_version()}, 1 connection"
+            )
             for batch_size in BATCH_SIZES:
                 rate = await _case(conn, accounts, batch_size)
                 print(f"  batch {batch_size:>5}: {rate:>10,.0f} transfers/s committed")

@@ -34,7 +34,9 @@ def _time_to_ready(data_dir: Path) -> float:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBO_")}
     env.update(PROBO_DATA_DIR=str(data_dir), PROBO_PORT=str(port), PROBO_LOG_LEVEL="WARNING")
     started = time.perf_counter()
-    process = subprocess.Popen([sys.executable, "-m", "probo", "serve"], env=env, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "probo", "serve"], env=env, stderr=subprocess.DEVNULL
+    )
     try:
         deadline = started + READY_TIMEOUT_S
         while time.perf_counter() < deadline:

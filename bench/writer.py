@@ -230,7 +230,9 @@ class TimedWriter(LedgerWriter):
         self.batches.append((len(batch), time.perf_counter() - started))
 
 
-async def write(pool: asyncpg.Pool, url: str, entries: Sequence[Entry]) -> tuple[float, TimedWriter]:
+async def write(
+    pool: asyncpg.Pool, url: str, entries: Sequence[Entry]
+) -> tuple[float, TimedWriter]:
     """Seconds from the first append until everything has committed, and the writer."""
     # The bound is the engine's to enforce; here everything is appended at once.
     writer = TimedWriter(url, backlog_max=len(entries))
