@@ -12,7 +12,7 @@ from litestar.openapi import OpenAPIConfig
 from litestar.types import Receive, Scope, Send
 from loguru import logger
 
-from probo import auth, health, kyc, markets, realtime, referral, trading, wallet
+from probo import auth, collector, health, kyc, markets, realtime, referral, trading, wallet
 from probo.bodies import check_body_strictly
 from probo.config import Settings
 from probo.db import create_pool, migrate
@@ -81,6 +81,8 @@ def create_app(
             hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
             hub.load()  # the recovered books are the committed ones
             writer.on_commit = hub.committed
+            collector.settle_heap()  # the recovered heap lives as long as the process
+            background.append(asyncio.create_task(collector.run(), name="collector"))
             background.append(asyncio.create_task(writer.run(), name="ledger-writer"))
             background.append(asyncio.create_task(hub.run_user_feed(), name="user-feed"))
             engine.start()
@@ -144,6 +146,7 @@ def create_app(
             for task in background:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
+            collector.restore()
             await sms_provider.close()
             await redis.aclose()
             await pool.close()

@@ -41,6 +41,15 @@ WS_CONNECTIONS = Gauge("probo_ws_connections", "open WebSocket connections")
 WS_KICKED = Counter(
     "probo_ws_kicked_total", "WebSocket connections closed for falling behind their feed"
 )
+GC_PAUSE_SECONDS = Histogram(
+    "probo_gc_pause_seconds",
+    "scheduled collections of the cycle collector, by kind (young, full)",
+    ["kind"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
+)
+GC_COLLECTED = Counter(
+    "probo_gc_collected_total", "unreachable objects the scheduled collections found", ["kind"]
+)
 
 
 _request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}

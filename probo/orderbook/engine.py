@@ -45,9 +45,6 @@ from probo.orderbook.types import (
 MARKET_QUEUE_MAX = 10_000  # commands waiting for one market's task
 MARKET_BURST_MAX = 256  # commands one task runs before it yields to the loop
 RETRY_AFTER_S = 1
-# After recovery the loaded objects live as long as the process: freeze them out of
-# the collector's scans, and collect young objects less often.
-GC_THRESHOLD = (10_000, 10, 100)
 
 Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
 _NOTHING_CHANGED = (OrderRejected, OrderDuplicate)  # a command's first event, when refused
@@ -132,9 +129,6 @@ class Engine:
         self._withdrawals = recovered.withdrawals
         self.last_withdrawal_id = recovered.last_withdrawal_id
         self._applied_transfer_ids.clear()
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(*GC_THRESHOLD)
         self.ready = True
         return recovered
 

@@ -1,0 +1,70 @@
+"""When the process pays for CPython's cycle collector: on a timer, not on allocation.
+
+Once the engine has recovered, the order path makes no cyclic garbage (a young
+collection under load finds none), yet CPython's automatic collections still scan
+every young object, and under load the young objects are mostly live requests
+(coroutines, frames, futures): 4-10 ms pauses, a dozen a second at saturation, each
+landing on whatever requests are in flight (BENCHMARKS.md). So after recovery the
+loaded heap is frozen out of every scan, automatic collection is turned off, and
+`run` collects instead:
+
+- every `YOUNG_INTERVAL_S`, what was allocated since the last run and is still alive
+  (at 2,000 orders/s some tens of thousands of objects, a pause of a few milliseconds
+  to tens of them); the survivors are then frozen, so no later young collection scans
+  them again;
+- every `FULL_INTERVAL_S`, everything, frozen objects included, so that a cycle among
+  long-lived objects is still reclaimed.
+
+Pauses and what they found are metrics (`probo_gc_pause_seconds`,
+`probo_gc_collected_total`): a young collection that keeps finding garbage means some
+path makes cycles, and memory grows between runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import time
+
+from probo import metrics
+
+YOUNG_INTERVAL_S = 2.0
+FULL_INTERVAL_S = 3600.0
+
+
+def settle_heap() -> None:
+    """After recovery: the loaded objects live as long as the process."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+
+
+def restore() -> None:
+    """The interpreter's own policy again (the app is stopping)."""
+    gc.unfreeze()
+    gc.enable()
+
+
+def collect(*, full: bool) -> int:
+    """One scheduled collection; how many unreachable objects it found."""
+    started = time.perf_counter()
+    if full:
+        gc.unfreeze()
+        found = gc.collect()
+    else:
+        found = gc.collect(1)  # the two young generations: everything not frozen
+    gc.freeze()
+    kind = "full" if full else "young"
+    metrics.GC_PAUSE_SECONDS.labels(kind).observe(time.perf_counter() - started)
+    metrics.GC_COLLECTED.labels(kind).inc(found)
+    return found
+
+
+async def run() -> None:
+    last_full = time.monotonic()
+    while True:
+        await asyncio.sleep(YOUNG_INTERVAL_S)
+        full = time.monotonic() - last_full >= FULL_INTERVAL_S
+        collect(full=full)
+        if full:
+            last_full = time.monotonic()
