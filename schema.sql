@@ -303,7 +303,14 @@ CREATE OR REPLACE FUNCTION probo_write_batch(
     market_ids bigint[], market_statuses text[], market_outcomes text[],
     market_volumes bigint[], market_last_prices int[],
     not_new_user_ids bigint[]
-) RETURNS void LANGUAGE plpgsql AS $$
+) RETURNS void LANGUAGE plpgsql
+-- Small batches, every row found by its key: plans made once and kept, never a scan
+-- (a plan chosen while a table was nearly empty would otherwise scan it for good).
+SET plan_cache_mode = force_generic_plan
+SET enable_seqscan = off
+SET enable_hashjoin = off
+SET enable_mergejoin = off
+AS $$
 BEGIN
     -- Users first: the same lock order as a referral, which locks users then accounts.
     IF cardinality(not_new_user_ids) > 0 THEN
