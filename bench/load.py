@@ -92,6 +92,7 @@ DEFAULT_WARMUP_S = 5.0
 DEFAULT_DURATION_S = 20.0
 OPEN_WARMUP_S = 2.0
 GENERATOR_START_DELAY_S = 3.0  # for the generators to load the pool and connect
+SAMPLE_LEAD_S = 1.0  # the first server-side sample, this long before the window
 SETUP_CONCURRENCY = 32
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
@@ -321,8 +322,14 @@ class Ledger:
 
 @dataclass
 class Sample:
-    """What the server side has used so far, at one moment."""
+    """What the server side has used so far, at one moment.
 
+    Taking one costs the bench process some milliseconds of CPU (a scan of the
+    machine's processes, a /metrics request), which on two cores stalls the server
+    for a moment: the first is taken `SAMPLE_LEAD_S` before the measured window, in
+    the warm-up, and rates are over the time between the two samples."""
+
+    at: float  # time.monotonic()
     server_cpu_s: float
     postgres_cpu_s: dict[int, float]  # by process
     ledger: Ledger | None
@@ -332,10 +339,29 @@ class Sample:
         server.check_running()
         cpu = process.cpu_times()
         if server.database is None:
-            return Sample(cpu.user + cpu.system, {}, None)
+            return Sample(time.monotonic(), cpu.user + cpu.system, {}, None)
         return Sample(
-            cpu.user + cpu.system, _postgres_cpu_times(server.database), _ledger_counters(server)
+            time.monotonic(),
+            cpu.user + cpu.system,
+            _postgres_cpu_times(server.database),
+            _ledger_counters(server),
         )
+
+    def server_cpu_since(self, before: Sample) -> float:
+        """The server's CPU use between the samples, as a fraction of one core."""
+        return (self.server_cpu_s - before.server_cpu_s) / (self.at - before.at)
+
+    def postgres_cpu_since(self, before: Sample) -> float:
+        used = sum(
+            t - before.postgres_cpu_s.get(pid, 0.0) for pid, t in self.postgres_cpu_s.items()
+        )
+        return used / (self.at - before.at)
+
+    def ledger_since(self, before: Sample) -> Ledger | None:
+        """The writer's counters between the samples, scaled to the measured window."""
+        if self.ledger is None or before.ledger is None:
+            return None
+        return self.ledger - before.ledger
 
 
 @dataclass
@@ -353,7 +379,8 @@ class Phase:
     generator_cpu: list[float]  # per generator process, fraction of a core
     server_cpu: float
     postgres_cpu: float | None  # None for a server without a database
-    ledger: Ledger | None  # the ledger writer over the window, for probo
+    ledger: Ledger | None  # the ledger writer between the server-side samples, for probo
+    sampled_s: float  # time between the server-side samples (CPU and ledger figures)
     connection_errors: int
     unanswered: int
     error_samples: list[str]
@@ -444,7 +471,7 @@ def run_phase(
         ]
         processes.append(subprocess.Popen(argv, cwd=ROOT))
     server_process = psutil.Process(server.process.pid)
-    time.sleep(max(0.0, start_at + warmup_s - time.time()))
+    time.sleep(max(0.0, start_at + warmup_s - SAMPLE_LEAD_S - time.time()))
     before = Sample.take(server, server_process)
     time.sleep(max(0.0, start_at + warmup_s + duration_s - time.time()))
     after = Sample.take(server, server_process)
@@ -453,14 +480,12 @@ def run_phase(
         if process.wait() != 0:
             raise CheckFailed(f"load generator exited with {process.returncode}")
         results.append(msgspec.msgpack.decode(_result_path(workdir, g).read_bytes(), type=Result))
-    postgres_s = sum(
-        t - before.postgres_cpu_s.get(pid, 0.0) for pid, t in after.postgres_cpu_s.items()
-    )
     return _merge(
         server.name, name, mode, connections, rate, results,
-        server_cpu=(after.server_cpu_s - before.server_cpu_s) / duration_s,
-        postgres_cpu=postgres_s / duration_s if server.database else None,
-        ledger=after.ledger - before.ledger if after.ledger and before.ledger else None,
+        server_cpu=after.server_cpu_since(before),
+        postgres_cpu=after.postgres_cpu_since(before) if server.database else None,
+        ledger=after.ledger_since(before),
+        sampled_s=after.at - before.at,
     )  # fmt: skip
 
 
@@ -475,6 +500,7 @@ def _merge(
     server_cpu: float,
     postgres_cpu: float | None,
     ledger: Ledger | None,
+    sampled_s: float,
 ) -> Phase:
     statuses: Counter[int] = Counter()
     window_statuses: Counter[int] = Counter()
@@ -496,6 +522,7 @@ def _merge(
         server_cpu=server_cpu,
         postgres_cpu=postgres_cpu,
         ledger=ledger,
+        sampled_s=sampled_s,
         connection_errors=sum(r.connection_errors for r in results),
         unanswered=sum(r.unanswered for r in results),
         error_samples=[s for r in results for s in r.error_samples],
@@ -675,10 +702,10 @@ def report(probo: ProboRun, floor: list[Phase], args: argparse.Namespace) -> Non
     for p in phases:
         if p.ledger and p.ledger.batches:
             print(
-                f"  {p.server} {p.name}: ledger writer {p.ledger.batches / p.window_s:,.0f} "
+                f"  {p.server} {p.name}: ledger writer {p.ledger.batches / p.sampled_s:,.0f} "
                 f"batches/s of {p.ledger.entries / p.ledger.batches:,.1f} entries, "
                 f"{p.ledger.seconds / p.ledger.batches * 1000:.2f} ms per commit, "
-                f"committing {_percent(p.ledger.seconds / p.window_s).strip()} of the time"
+                f"committing {_percent(p.ledger.seconds / p.sampled_s).strip()} of the time"
             )
     for p in phases:
         if p.other_answers or p.connection_errors or p.unanswered:

@@ -69,6 +69,7 @@ from bench.load import (
     PERCENTILES,
     POOL_REQUESTS,
     ROOT,
+    SAMPLE_LEAD_S,
     SEED,
     SETUP_CONCURRENCY,
     USERS,
@@ -222,7 +223,7 @@ def run_flow(
         ]
         processes.append(subprocess.Popen(argv, cwd=ROOT))
     server_process = psutil.Process(server.process.pid)
-    time.sleep(max(0.0, window_start - time.time()))
+    time.sleep(max(0.0, window_start - SAMPLE_LEAD_S - time.time()))
     before = Sample.take(server, server_process)
     clients_before = _cpu_s(subscribers.psutil) if subscribers else 0.0
     time.sleep(max(0.0, window_end - time.time()))
@@ -236,16 +237,14 @@ def run_flow(
     time.sleep(SETTLE_S)
     ws = subscribers.stop() if subscribers is not None else None
     kicked_after = _ws_metrics(server)[0]
-    postgres_s = sum(
-        t - before.postgres_cpu_s.get(pid, 0.0) for pid, t in after.postgres_cpu_s.items()
-    )
     orders = _merge(
         "probo", name, "open", args.connections, args.rate, results,
-        server_cpu=(after.server_cpu_s - before.server_cpu_s) / args.duration,
-        postgres_cpu=postgres_s / args.duration,
-        ledger=after.ledger - before.ledger if after.ledger and before.ledger else None,
+        server_cpu=after.server_cpu_since(before),
+        postgres_cpu=after.postgres_cpu_since(before),
+        ledger=after.ledger_since(before),
+        sampled_s=after.at - before.at,
     )  # fmt: skip
-    clients_cpu = (clients_after - clients_before) / args.duration if subscribers else None
+    clients_cpu = (clients_after - clients_before) / (after.at - before.at) if subscribers else None
     return FlowPhase(orders, clients_cpu, ws, kicked_after - kicked_before)
 
 
@@ -453,7 +452,7 @@ def report(run: Run, args: argparse.Namespace) -> None:
         p = phase.orders
         if p.ledger and p.ledger.batches:
             print(
-                f"  {p.name}: ledger writer {p.ledger.batches / p.window_s:,.0f} batches/s of "
+                f"  {p.name}: ledger writer {p.ledger.batches / p.sampled_s:,.0f} batches/s of "
                 f"{p.ledger.entries / p.ledger.batches:,.1f} entries, "
                 f"{p.ledger.seconds / p.ledger.batches * 1000:.2f} ms per commit"
             )
