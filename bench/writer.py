@@ -41,7 +41,7 @@ import uvloop
 from bench import flow
 from bench._servers import drop_database, fresh_database, postgres_admin_url
 from probo.ledger import PLATFORM_BANK_ACCOUNT_ID, LedgerWriter, ledger_breaches
-from probo.ledger.batch import PositionCost, build_batch
+from probo.ledger.batch import BatchRows, PositionCost, build_batch
 from probo.observability import configure_logging
 from probo.orderbook import (
     CancelOrder,
@@ -224,9 +224,9 @@ class TimedWriter(LedgerWriter):
             )
         return self._conn
 
-    async def _commit_until_done(self, batch: list[Entry]) -> None:
+    async def _commit_until_done(self, batch: list[Entry], rows: BatchRows) -> None:
         started = time.perf_counter()
-        await super()._commit_until_done(batch)
+        await super()._commit_until_done(batch, rows)
         self.batches.append((len(batch), time.perf_counter() - started))
 
 

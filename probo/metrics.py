@@ -32,7 +32,7 @@ LEDGER_BATCH_SECONDS = Histogram(
 LEDGER_BATCH_ENTRIES = Histogram(
     "probo_ledger_batch_entries",
     "commands per ledger batch",
-    buckets=(1, 4, 16, 64, 256, 1024, 4096),
+    buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
 )
 LEDGER_COMMIT_FAILURES = Counter(
     "probo_ledger_commit_failures_total", "ledger batch commits that failed and were retried"

@@ -10,7 +10,7 @@ the writer applies `positions` and `not_new` after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Generator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -26,6 +26,7 @@ from probo.orderbook import (
 )
 
 PAYOUT = 1000
+STEP_ENTRIES = 256  # entries translated between two pauses of build_batch_in_steps
 
 
 class PositionCost:
@@ -130,6 +131,24 @@ def build_batch(
     positions: Mapping[tuple[int, int], PositionCost],
     not_new: set[int],
 ) -> BatchRows:
+    """The rows of `batch`, in one go."""
+    steps = build_batch_in_steps(batch, cash_accounts, escrow_accounts, positions, not_new)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+
+def build_batch_in_steps(
+    batch: Iterable[Entry],
+    cash_accounts: Mapping[int, int],
+    escrow_accounts: Mapping[int, int],
+    positions: Mapping[tuple[int, int], PositionCost],
+    not_new: set[int],
+) -> Generator[None, None, BatchRows]:
+    """`build_batch`, pausing after every `STEP_ENTRIES` entries: the writer builds the
+    next batch in the gaps while the previous one commits."""
     rows = BatchRows()
     new_orders: dict[int, list[Any]] = {}
     # order id -> [filled delta, cost delta, status, reason, at] for orders of earlier batches
@@ -176,7 +195,9 @@ def build_batch(
         deltas[debit] = deltas.get(debit, 0) - amount
         deltas[credit] = deltas.get(credit, 0) + amount
 
-    for entry in batch:
+    for done, entry in enumerate(batch, 1):
+        if done % STEP_ENTRIES == 0:
+            yield
         at = entry.at
         for event in entry.events:
             kind = type(event)

@@ -2,13 +2,16 @@
 
 Every market's engine task and the wallet append `Entry`s (one command's events) to
 one queue, in the order the engine decided them. One consumer takes whatever has
-queued, up to `BATCH_ENTRIES_MAX`, and commits it with one call of the database
-function `probo_write_batch` (one round trip, one transaction of set-based
-statements): orders, trades, transfers, account balances, positions, withdrawals,
-markets (status, outcome, volume, last price) (large batches go by COPY instead: more round trips, cheaper rows;
-the two are checked against each other). Only then does each entry's waiter get its result, so nothing is
-acknowledged before it is durable. While one batch commits the next one gathers:
-that is the group commit, and it needs no timer.
+queued, up to `batch_entries_max`, and commits it in one transaction: a small batch
+with one call of the database function `probo_write_batch` (one round trip, set-based
+statements), a large one (a backlog: after an outage, a burst) by COPY and set-based
+statements, more round trips but cheaper rows; the two are checked against each other.
+Orders, trades, transfers, account balances, positions, withdrawals, markets (status,
+outcome, volume, last price). Only then does each entry's waiter get its result, so
+nothing is acknowledged before it is durable. While one batch commits the next one
+gathers: that is the group commit, and it needs no timer. Under a backlog the next
+batch is also translated while the previous one commits, in steps that leave the
+event loop to the commit's round trips.
 
 If Postgres is away the batch is retried, with backoff, until it commits; the engine
 meanwhile goes on (bounded by `backlog_max`, which the order path refuses beyond).
@@ -22,23 +25,24 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 from loguru import logger
 
 from probo import metrics
 from probo.db import CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
-from probo.ledger.batch import BatchRows, PositionCost, build_batch
+from probo.ledger.batch import BatchRows, PositionCost, build_batch, build_batch_in_steps
 from probo.orderbook import Entry, Settlement
 
-BATCH_ENTRIES_MAX = 4096  # commands per transaction
+BATCH_ENTRIES_MAX = 16384  # commands per transaction
 # A batch of this many commands or more is written by COPY (throughput: a backlog
 # after an outage, bursts); smaller ones by one call (latency: one round trip).
 COPY_BATCH_MIN = 512
 RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+_T = TypeVar("_T")
 
 # One call, one round trip, its own transaction (schema.sql has the function).
 _WRITE_BATCH = """
@@ -114,14 +118,28 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[])
 WHERE m.id = d.id
 """
 _NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_new"
+# Every row a batch updates is found by its key: a plan that scans a table whole (cheaper
+# on paper for a few thousand keys) costs a pass over every order ever placed.
+_BY_KEY_ONLY = (
+    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
+    "SET LOCAL enable_mergejoin = off"
+)
 
 
 class LedgerWriter:
     def __init__(
-        self, database_url: str, *, backlog_max: int, copy_batch_min: int = COPY_BATCH_MIN
+        self,
+        database_url: str,
+        *,
+        backlog_max: int,
+        copy_batch_min: int = COPY_BATCH_MIN,
+        batch_entries_max: int = BATCH_ENTRIES_MAX,
     ) -> None:
         self._database_url = database_url
-        self.copy_batch_min = copy_batch_min  # batches this large are written by COPY
+        # Batches this large are written by COPY; a backlog this large is translated a
+        # batch ahead, while the previous batch commits.
+        self.copy_batch_min = copy_batch_min
+        self.batch_entries_max = batch_entries_max
         self.backlog_max = backlog_max  # entries not yet committed; the order path refuses beyond
         self._pending: deque[Entry] = deque()
         self._in_progress = 0
@@ -184,31 +202,85 @@ class LedgerWriter:
     # --- the consumer ------------------------------------------------------------------
 
     async def run(self) -> None:
+        # Under a backlog the next batch is translated while this one commits.
+        ahead: asyncio.Task[BatchRows | None] | None = None
+        ahead_batch: list[Entry] = []
         try:
             while True:
-                await self._wakeup.wait()
-                self._wakeup.clear()
-                while self._pending:
-                    count = min(len(self._pending), BATCH_ENTRIES_MAX)
-                    batch = [self._pending.popleft() for _ in range(count)]
-                    self._in_progress = count
-                    await self._commit_until_done(batch)
-                    self._in_progress = 0
-                    if self.on_commit is not None:
-                        try:
-                            self.on_commit(batch)
-                        except Exception as exc:  # the feeds' bug must not stop the ledger
-                            logger.opt(exception=exc).error("publishing a committed batch failed")
-                    for entry in batch:
-                        waiter = entry.waiter
-                        if waiter is not None:
-                            # The future will hold the entry: drop the entry's hold on the
-                            # future, or the pair is a cycle only the collector can free.
-                            entry.waiter = None
-                            if not waiter.done():
-                                waiter.set_result(entry)
+                rows: BatchRows | None = None
+                if ahead is not None:
+                    batch, rows, ahead = ahead_batch, await ahead, None
+                elif self._pending:
+                    batch = self._take()
+                else:
+                    await self._wakeup.wait()
+                    self._wakeup.clear()
+                    continue
+                self._in_progress = len(batch)
+                if rows is None:
+                    rows = await self._translated(batch)
+                # Only now: the next batch builds on this one's positions.
+                if len(self._pending) >= self.copy_batch_min:
+                    ahead_batch = self._take()
+                    self._in_progress += len(ahead_batch)
+                    ahead = asyncio.create_task(self._build_ahead(ahead_batch))
+                await self._commit_until_done(batch, rows)
+                self._in_progress -= len(batch)
+                self._published(batch)
         finally:
+            if ahead is not None:
+                ahead.cancel()
             await self.close()
+
+    def _take(self) -> list[Entry]:
+        count = min(len(self._pending), self.batch_entries_max)
+        return [self._pending.popleft() for _ in range(count)]
+
+    def _published(self, batch: list[Entry]) -> None:
+        """After the commit: the feeds first, then everyone waiting for an answer."""
+        if self.on_commit is not None:
+            try:
+                self.on_commit(batch)
+            except Exception as exc:  # the feeds' bug must not stop the ledger
+                logger.opt(exception=exc).error("publishing a committed batch failed")
+        for entry in batch:
+            waiter = entry.waiter
+            if waiter is not None:
+                # The future will hold the entry: drop the entry's hold on the
+                # future, or the pair is a cycle only the collector can free.
+                entry.waiter = None
+                if not waiter.done():
+                    waiter.set_result(entry)
+
+    def _build(self, batch: list[Entry]) -> BatchRows:
+        return self._built(
+            build_batch(
+                batch, self._cash_accounts, self._escrow_accounts, self._positions, self._not_new
+            )
+        )
+
+    async def _build_ahead(self, batch: list[Entry]) -> BatchRows | None:
+        """Translate `batch` in steps, yielding to the commit in flight between them.
+        None when it names an account not yet looked up: the connection is busy, so it is
+        translated after the commit."""
+        users, markets = self._missing_accounts(batch)
+        if users or markets:
+            return None
+        steps = build_batch_in_steps(
+            batch, self._cash_accounts, self._escrow_accounts, self._positions, self._not_new
+        )
+        while True:
+            try:
+                next(steps)
+            except StopIteration as done:
+                return self._built(done.value)
+            await asyncio.sleep(0)
+
+    def _built(self, rows: BatchRows) -> BatchRows:
+        # Later batches build on this one: it will commit before them.
+        self._positions.update(rows.positions)
+        self._not_new.update(rows.not_new)
+        return rows
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until everything appended so far has committed; False on timeout."""
@@ -235,36 +307,42 @@ class LedgerWriter:
             )
         return self._conn
 
-    async def _commit_until_done(self, batch: list[Entry]) -> None:
-        rows: BatchRows | None = None
+    async def _translated(self, batch: list[Entry]) -> BatchRows:
+        """The rows of `batch`, once the account ids it names are known."""
+
+        async def translate(conn: asyncpg.Connection) -> BatchRows:
+            await self._fetch_missing_accounts(conn, batch)
+            return self._build(batch)
+
+        return await self._until_done(batch, translate)
+
+    async def _commit_until_done(self, batch: list[Entry], rows: BatchRows) -> None:
+        """Write `batch`'s rows until they commit (the same rows every time)."""
+
+        async def write(conn: asyncpg.Connection) -> None:
+            started = time.perf_counter()
+            if len(batch) >= self.copy_batch_min:
+                async with conn.transaction():
+                    await _write_by_copy(conn, rows)
+            else:
+                await _write_by_call(conn, rows)
+            metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
+            metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
+
+        await self._until_done(batch, write)
+
+    async def _until_done(
+        self, batch: list[Entry], step: Callable[[asyncpg.Connection], Awaitable[_T]]
+    ) -> _T:
+        """`step` on the writer's connection, retried with backoff until it succeeds."""
         tries = 0
         while True:
             try:
-                conn = await self._connection()
-                if rows is None:
-                    await self._fetch_missing_accounts(conn, batch)
-                    rows = build_batch(
-                        batch,
-                        self._cash_accounts,
-                        self._escrow_accounts,
-                        self._positions,
-                        self._not_new,
-                    )
-                    # Later batches build on this one: it will commit before them.
-                    self._positions.update(rows.positions)
-                    self._not_new.update(rows.not_new)
-                started = time.perf_counter()
-                if len(batch) >= self.copy_batch_min:
-                    async with conn.transaction():
-                        await _write_by_copy(conn, rows)
-                else:
-                    await _write_by_call(conn, rows)
-                metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
-                metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
+                result = await step(await self._connection())
                 if self.stalled_since is not None:
                     logger.info("ledger writer recovered after {} tries", tries)
                     self.stalled_since = None
-                return
+                return result
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # every failure is retried: dropping a batch would lose money
@@ -292,6 +370,21 @@ class LedgerWriter:
             conn.terminate()
 
     async def _fetch_missing_accounts(self, conn: asyncpg.Connection, batch: list[Entry]) -> None:
+        users, markets = self._missing_accounts(batch)
+        if users:
+            for row in await conn.fetch(
+                "SELECT id, user_id FROM accounts WHERE user_id = ANY($1::bigint[])", list(users)
+            ):
+                self._cash_accounts[row["user_id"]] = row["id"]
+        if markets:
+            for row in await conn.fetch(
+                "SELECT id, market_id FROM accounts WHERE market_id = ANY($1::bigint[])",
+                list(markets),
+            ):
+                self._escrow_accounts[row["market_id"]] = row["id"]
+
+    def _missing_accounts(self, batch: list[Entry]) -> tuple[set[int], set[int]]:
+        """Users and markets in `batch` whose account ids the writer has not looked up."""
         users: set[int] = set()
         markets: set[int] = set()
         for entry in batch:
@@ -313,17 +406,7 @@ class LedgerWriter:
                     users.update(
                         p.user_id for p in event.payouts if p.user_id not in self._cash_accounts
                     )
-        if users:
-            for row in await conn.fetch(
-                "SELECT id, user_id FROM accounts WHERE user_id = ANY($1::bigint[])", list(users)
-            ):
-                self._cash_accounts[row["user_id"]] = row["id"]
-        if markets:
-            for row in await conn.fetch(
-                "SELECT id, market_id FROM accounts WHERE market_id = ANY($1::bigint[])",
-                list(markets),
-            ):
-                self._escrow_accounts[row["market_id"]] = row["id"]
+        return users, markets
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
@@ -370,6 +453,7 @@ async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
 
 async def _write_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None:
     """Large batches: COPY and set-based statements, one transaction (the caller's)."""
+    await conn.execute(_BY_KEY_ONLY)
     # Users before accounts: the same lock order as a referral, which locks both.
     if rows.not_new:
         await conn.execute(_NOT_NEW, sorted(rows.not_new))

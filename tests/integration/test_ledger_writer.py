@@ -21,6 +21,8 @@ import pytest
 import pytest_asyncio
 
 from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
+from probo.ledger import batch as batch_module
+from probo.ledger.writer import BATCH_ENTRIES_MAX
 from probo.orderbook import (
     CancelAll,
     CancelOrder,
@@ -162,17 +164,39 @@ def _statuses(engine: Engine) -> dict[int, str]:
     return {m: market.status for m, market in engine.exchange.markets.items()}
 
 
-@pytest.mark.parametrize("copy_batch_min", [1, 10**9], ids=["by-copy", "by-call"])
+@pytest.mark.parametrize(
+    ("copy_batch_min", "batch_entries_max"),
+    [(1, BATCH_ENTRIES_MAX), (10**9, BATCH_ENTRIES_MAX), (1, 16)],
+    ids=["by-copy", "by-call", "by-copy-translated-ahead"],
+)
 async def test_random_trading_is_written_exactly_and_recovers_exactly(
-    url: str, pool: asyncpg.Pool, copy_batch_min: int
+    url: str,
+    pool: asyncpg.Pool,
+    copy_batch_min: int,
+    batch_entries_max: int,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Both ways of writing a batch (COPY for large ones, one call for small ones)."""
+    """Both ways of writing a batch (COPY for large ones, one call for small ones), and
+    a backlog cut into many batches, each translated while the one before commits: in
+    small steps, with account ids looked up as users first trade, so the translation
+    ahead interleaves with the writer's round trips."""
+    translated_ahead = batch_entries_max < BATCH_ENTRIES_MAX
+    writer = LedgerWriter(
+        url,
+        backlog_max=100_000,
+        copy_batch_min=copy_batch_min,
+        batch_entries_max=batch_entries_max,
+    )
+    if translated_ahead:
+        monkeypatch.setattr(batch_module, "STEP_ENTRIES", 2)
+        async with pool.acquire() as conn:
+            await writer.load(conn)  # before any user or market exists
     await _seed(pool)
     engine = Engine()
-    writer = LedgerWriter(url, backlog_max=100_000, copy_batch_min=copy_batch_min)
     await engine.recover(pool)
-    async with pool.acquire() as conn:
-        await writer.load(conn)
+    if not translated_ahead:
+        async with pool.acquire() as conn:
+            await writer.load(conn)
     engine.attach(writer)
     hub = Hub(engine, pool)
     hub.load()
