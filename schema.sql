@@ -290,11 +290,25 @@ CREATE INDEX IF NOT EXISTS revoked_sessions_expiry_idx ON revoked_sessions (expi
 -- trades, positions and withdrawals come as arrays of the tables' own row types;
 -- the rest as parallel arrays. Accounts are locked in id order before their balances
 -- move, like every other posting, so concurrent postings cannot deadlock.
+-- The last batch the ledger writer committed, written in each batch's transaction: a
+-- batch whose commit was never confirmed (the connection dropped) is looked up here
+-- before it is written again, so it is neither written twice nor retried forever.
+CREATE TABLE IF NOT EXISTS ledger_head (
+    only_row        boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+    last_batch_id   bigint NOT NULL
+);
+INSERT INTO ledger_head (last_batch_id) VALUES (0) ON CONFLICT DO NOTHING;
+
 DROP FUNCTION IF EXISTS probo_write_batch(
     orders[], bigint[], int[], bigint[], text[], text[], timestamptz[], trades[],
     bigint[], bigint[], bigint[], text[], text[], bigint[], timestamptz[], bigint[], bigint[],
     positions[], withdrawals[], bigint[], text[], bigint[]);
+DROP FUNCTION IF EXISTS probo_write_batch(
+    orders[], bigint[], int[], bigint[], text[], text[], timestamptz[], trades[],
+    bigint[], bigint[], bigint[], text[], text[], bigint[], timestamptz[], bigint[], bigint[],
+    positions[], withdrawals[], bigint[], text[], text[], bigint[], int[], bigint[]);
 CREATE OR REPLACE FUNCTION probo_write_batch(
+    batch_id bigint,
     new_orders orders[],
     update_order_ids bigint[], update_filled int[], update_cost bigint[], update_status text[],
     update_reason text[], update_at timestamptz[],
@@ -316,6 +330,7 @@ SET enable_hashjoin = off
 SET enable_mergejoin = off
 AS $$
 BEGIN
+    UPDATE ledger_head SET last_batch_id = batch_id;
     -- Users first: the same lock order as a referral, which locks users then accounts.
     IF cardinality(not_new_user_ids) > 0 THEN
         UPDATE users SET is_new = false WHERE id = ANY (not_new_user_ids) AND is_new;

@@ -47,6 +47,10 @@ GC_PAUSE_SECONDS = Histogram(
     ["kind"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5),
 )
+GC_FROZEN_OBJECTS = Gauge(
+    "probo_gc_frozen_objects",
+    "objects frozen out of young collections (live or awaiting a full one)",
+)
 GC_COLLECTED = Counter(
     "probo_gc_collected_total", "unreachable objects the scheduled collections found", ["kind"]
 )

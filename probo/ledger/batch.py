@@ -97,6 +97,7 @@ class MarketChange:
 
 class BatchRows:
     __slots__ = (
+        "batch_id",
         "new_orders",
         "order_updates",
         "trades",
@@ -109,6 +110,7 @@ class BatchRows:
     )
 
     def __init__(self) -> None:
+        self.batch_id = 0  # numbered by the writer, in commit order
         self.new_orders: list[list[Any]] = []
         self.order_updates: list[tuple[Any, ...]] = []
         self.trades: list[tuple[Any, ...]] = []

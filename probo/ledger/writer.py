@@ -47,17 +47,20 @@ _T = TypeVar("_T")
 # One call, one round trip, its own transaction (schema.sql has the function).
 _WRITE_BATCH = """
 SELECT probo_write_batch(
-    $1::orders[],
-    $2::bigint[], $3::int[], $4::bigint[], $5::text[], $6::text[], $7::timestamptz[],
-    $8::trades[],
-    $9::bigint[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::bigint[], $15::timestamptz[],
-    $16::bigint[], $17::bigint[],
-    $18::positions[],
-    $19::withdrawals[],
-    $20::bigint[], $21::text[], $22::text[], $23::bigint[], $24::int[],
-    $25::bigint[]
+    $1::bigint,
+    $2::orders[],
+    $3::bigint[], $4::int[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[],
+    $9::trades[],
+    $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::timestamptz[],
+    $17::bigint[], $18::bigint[],
+    $19::positions[],
+    $20::withdrawals[],
+    $21::bigint[], $22::text[], $23::text[], $24::bigint[], $25::int[],
+    $26::bigint[]
 )
 """
+_SET_HEAD = "UPDATE ledger_head SET last_batch_id = $1"
+_HEAD = "SELECT last_batch_id FROM ledger_head"
 
 
 # Large batches go by COPY: a few more round trips, much cheaper rows.
@@ -150,6 +153,7 @@ class LedgerWriter:
         # As of the last translated batch (a batch is retried until it commits, never dropped).
         self._positions: dict[tuple[int, int], PositionCost] = {}
         self._not_new: set[int] = set()
+        self._last_batch_id: int | None = None  # batches are numbered as translated; `load`
         self.stalled_since: float | None = None  # monotonic time of the first failed try
         # Told of every batch right after it commits, in commit order, before any waiter
         # hears: the live feeds (probo/realtime) publish from here. Must not raise.
@@ -177,7 +181,9 @@ class LedgerWriter:
     # --- start and stop ------------------------------------------------------------------
 
     async def load(self, conn: asyncpg.Connection) -> None:
-        """Read the account ids and position cost bases the translation needs."""
+        """Read the account ids and position cost bases the translation needs, and the
+        number of the last batch committed."""
+        self._last_batch_id = await conn.fetchval(_HEAD)
         for row in await conn.fetch(
             "SELECT id, user_id, market_id FROM accounts WHERE user_id IS NOT NULL OR market_id IS NOT NULL"
         ):
@@ -209,7 +215,11 @@ class LedgerWriter:
             while True:
                 rows: BatchRows | None = None
                 if ahead is not None:
-                    batch, rows, ahead = ahead_batch, await ahead, None
+                    batch, task, ahead = ahead_batch, ahead, None
+                    try:
+                        rows = await task
+                    except Exception as exc:  # a bug: translate it the ordinary way
+                        logger.opt(exception=exc).error("translating a batch ahead failed")
                 elif self._pending:
                     batch = self._take()
                 else:
@@ -277,6 +287,9 @@ class LedgerWriter:
             await asyncio.sleep(0)
 
     def _built(self, rows: BatchRows) -> BatchRows:
+        assert self._last_batch_id is not None, "LedgerWriter.load() was not called"
+        self._last_batch_id += 1
+        rows.batch_id = self._last_batch_id
         # Later batches build on this one: it will commit before them.
         self._positions.update(rows.positions)
         self._not_new.update(rows.not_new)
@@ -319,7 +332,16 @@ class LedgerWriter:
     async def _commit_until_done(self, batch: list[Entry], rows: BatchRows) -> None:
         """Write `batch`'s rows until they commit (the same rows every time)."""
 
+        tried = False
+
         async def write(conn: asyncpg.Connection) -> None:
+            nonlocal tried
+            # A try that failed may have committed all the same (the connection dropped
+            # after the commit, before its answer): then it is done.
+            if tried and await conn.fetchval(_HEAD) >= rows.batch_id:
+                logger.warning("ledger batch {} had committed before its retry", rows.batch_id)
+                return
+            tried = True
             started = time.perf_counter()
             if len(batch) >= self.copy_batch_min:
                 async with conn.transaction():
@@ -438,6 +460,7 @@ async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
     ]
     await conn.execute(
         _WRITE_BATCH,
+        rows.batch_id,
         [tuple(order) for order in rows.new_orders],
         *_columns(rows.order_updates, 6),
         rows.trades,
@@ -454,6 +477,7 @@ async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
 async def _write_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None:
     """Large batches: COPY and set-based statements, one transaction (the caller's)."""
     await conn.execute(_BY_KEY_ONLY)
+    await conn.execute(_SET_HEAD, rows.batch_id)
     # Users before accounts: the same lock order as a referral, which locks both.
     if rows.not_new:
         await conn.execute(_NOT_NEW, sorted(rows.not_new))

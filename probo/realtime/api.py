@@ -32,7 +32,7 @@ from probo.realtime.subscriber import (
     CLOSE_TOO_SLOW_REASON,
     RAW_SEND_SCOPE_KEY,
     Subscriber,
-    direct_transport,
+    direct_socket,
 )
 from probo.realtime.types import ClientMessage, Error, Pong, Subscribed, Unsubscribed
 
@@ -165,7 +165,7 @@ async def feed(socket: WebSocket) -> None:
             claims.user_id if claims else None,
             session_id=claims.jti if claims else None,
             session_expires_at=claims.expires_at if claims else 0.0,
-            transport=direct_transport(socket.scope.get(RAW_SEND_SCOPE_KEY)),
+            direct=direct_socket(socket.scope.pop(RAW_SEND_SCOPE_KEY, None)),
         )
         sender = subscriber.start(socket)
         if sender is None:
@@ -190,6 +190,10 @@ async def feed(socket: WebSocket) -> None:
             if subscriber.kicked and not subscriber.direct:  # a direct one was closed by the kick
                 with contextlib.suppress(Exception):
                     await socket.close(code=CLOSE_TOO_SLOW, reason=CLOSE_TOO_SLOW_REASON)
+        # Litestar's WebSocket and the wrappers of send and receive it keeps refer to each
+        # other, and through them to the server's protocol: unlinked, the connection is
+        # freed when it ends instead of waiting for a full collection (probo/collector.py).
+        socket.send = socket.receive = None  # type: ignore[assignment]
 
 
 async def _receive_all(socket: WebSocket, hub: Hub, subscriber: Subscriber) -> None:
@@ -197,7 +201,7 @@ async def _receive_all(socket: WebSocket, hub: Hub, subscriber: Subscriber) -> N
     with contextlib.suppress(WebSocketDisconnect):
         while True:
             raw = await socket.receive_text()
-            if subscriber.kicked:  # read on until it closes: unread input would reset it
+            if subscriber.kicked:  # its close frame is out: only the end is left
                 continue
             if not budget.take():
                 _say(subscriber, Error("rate_limited", "too many messages; slow down"))

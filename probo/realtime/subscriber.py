@@ -21,7 +21,6 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from probo import metrics
-from probo.realtime.frames import close_frame
 
 SEND_QUEUE_MAX = 512  # messages waiting for one connection before it counts as too slow
 SEND_BUFFER_BYTES_MAX = 2 * 1024 * 1024  # bytes unsent to one connection, likewise
@@ -36,11 +35,39 @@ class TextSocket(Protocol):
     async def send_text(self, data: str) -> None: ...
 
 
-_TRANSPORT_METHODS = ("write", "write_eof", "abort", "is_closing", "get_write_buffer_size")
+_TRANSPORT_METHODS = ("write", "abort", "is_closing", "get_write_buffer_size")
 
 
-def direct_transport(send: Any) -> asyncio.Transport | None:
-    """The transport under an ASGI `send` when frames may be written to it directly:
+class DirectSocket:
+    """The server's own WebSocket protocol behind a connection, written to directly:
+    frames go to its transport, and a close goes through its sans-I/O state so the
+    server's later replies (to the peer's close, its pings) see the connection closing."""
+
+    __slots__ = ("protocol", "transport")
+
+    def __init__(self, protocol: Any, transport: asyncio.Transport) -> None:
+        self.protocol = protocol
+        self.transport = transport
+
+    def close(self, code: int, reason: str) -> None:
+        """Send a close frame after whatever is queued, and cut the connection
+        `KICKED_ABORT_S` later unless the peer has answered it by then."""
+        protocol = self.protocol
+        if self.transport.is_closing() or protocol.close_sent:
+            return
+        protocol.conn.send_close(code, reason)
+        self.transport.write(b"".join(protocol.conn.data_to_send()))
+        # As when the app closes: the server now discards what the peer still sends (no
+        # reset from unread input), and ends the connection when the peer's close frame
+        # comes back, or when this timer fires.
+        protocol.close_sent = True
+        protocol.close_timer = asyncio.get_running_loop().call_later(
+            KICKED_ABORT_S, self.transport.abort
+        )
+
+
+def direct_socket(send: Any) -> DirectSocket | None:
+    """The protocol under an ASGI `send` when frames may be written to it directly:
     uvicorn's sans-I/O WebSocket protocol, handshake done, no extension (compression)
     negotiated. None otherwise (the queued path is used)."""
     protocol = getattr(send, "__self__", None)
@@ -50,11 +77,14 @@ def direct_transport(send: Any) -> asyncio.Transport | None:
         # uvloop's transports are not registered as asyncio.Transport: ask for the methods.
         not all(hasattr(transport, name) for name in _TRANSPORT_METHODS)
         or connection is None
+        or not hasattr(connection, "send_close")
+        or not hasattr(connection, "data_to_send")
+        or getattr(protocol, "close_sent", None) is not False
         or getattr(protocol, "handshake_complete", False) is not True
         or getattr(connection, "extensions", None) != []
     ):
         return None
-    return transport  # type: ignore[no-any-return]
+    return DirectSocket(protocol, transport)  # type: ignore[arg-type]
 
 
 class Subscriber:
@@ -64,6 +94,7 @@ class Subscriber:
         "session_expires_at",
         "markets",
         "kicked",
+        "_direct",
         "_transport",
         "_queue",
         "_sender",
@@ -75,16 +106,17 @@ class Subscriber:
         *,
         session_id: str | None = None,
         session_expires_at: float = 0.0,
-        transport: asyncio.Transport | None = None,
+        direct: DirectSocket | None = None,
     ) -> None:
         self.user_id = user_id  # authenticated user, or None
         self.session_id = session_id  # the session token's jti, to notice a logout
         self.session_expires_at = session_expires_at  # unix seconds
         self.markets: set[int] = set()  # market rooms joined
         self.kicked = False
-        self._transport = transport
+        self._direct = direct
+        self._transport = direct.transport if direct is not None else None
         self._queue: asyncio.Queue[bytes] | None = (
-            None if transport is not None else asyncio.Queue(SEND_QUEUE_MAX)
+            None if direct is not None else asyncio.Queue(SEND_QUEUE_MAX)
         )
         self._sender: asyncio.Task[None] | None = None
 
@@ -124,15 +156,8 @@ class Subscriber:
             return
         self.kicked = True
         metrics.WS_KICKED.inc()
-        transport = self._transport
-        if transport is not None:
-            if not transport.is_closing():
-                transport.write(close_frame(CLOSE_TOO_SLOW, CLOSE_TOO_SLOW_REASON))
-                # End our side once the buffer drains, if the peer ever reads it. Not
-                # close(): ops it sent and nobody read would make that a reset, which
-                # discards what it has not read yet, the close frame too.
-                transport.write_eof()
-                asyncio.get_running_loop().call_later(KICKED_ABORT_S, transport.abort)
+        if self._direct is not None:
+            self._direct.close(CLOSE_TOO_SLOW, CLOSE_TOO_SLOW_REASON)
         elif self._sender is not None:
             self._sender.cancel()
 

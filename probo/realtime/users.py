@@ -164,6 +164,7 @@ class UserFeeds:
         self._is_revoked = is_revoked
         self._connections: dict[int, set[Subscriber]] = {}
         self._orders: dict[int, OrderView] = {}  # order id -> view, watched users' only
+        self._orders_of: dict[int, set[int]] = {}  # user id -> ids of their views
         self._backlog: deque[Sequence[Entry]] = deque()
         self._wakeup = asyncio.Event()
 
@@ -192,7 +193,12 @@ class UserFeeds:
         if not connections:
             del self._connections[user_id]  # type: ignore[arg-type]
             self._engine.watched_users.discard(user_id)  # type: ignore[arg-type]
-            self._orders = {k: v for k, v in self._orders.items() if v.user_id != user_id}
+            for order_id in self._orders_of.pop(user_id, ()):  # type: ignore[arg-type]
+                self._orders.pop(order_id, None)
+            if not self._connections:
+                # Nobody to send them to; a later subscriber must not get views built
+                # from batches before it and missing those skipped meanwhile.
+                self._backlog.clear()
 
     def joined(self, subscriber: Subscriber) -> bool:
         connections = self._connections.get(subscriber.user_id)  # type: ignore[arg-type]
@@ -210,7 +216,11 @@ class UserFeeds:
             self._backlog.append(batch)
             self._wakeup.set()
             return
-        self._send_batch(batch)
+        try:
+            self._send_batch(batch)
+        except Exception as exc:  # a bug: lose the user feeds, never the ledger's callback
+            logger.opt(exception=exc).error("user feed failed; its feeds close")
+            self._drop_all("the user feed failed")
 
     def _unknown_orders(self, batch: Sequence[Entry]) -> list[int]:
         """Watched users' orders this batch changes that have no view yet and are not
@@ -265,15 +275,35 @@ class UserFeeds:
                         continue
                 if self._backlog and self._backlog[0] is batch:
                     self._backlog.popleft()
-                    self._send_batch(batch)
+                    try:
+                        self._send_batch(batch)
+                    except Exception as exc:  # a bug: lose the user feeds, not this task
+                        logger.opt(exception=exc).error("user feed failed; its feeds close")
+                        self._drop_all("the user feed failed")
 
     async def _read_orders(self, order_ids: list[int]) -> None:
-        async with connection(self._pool) as conn:
+        async with (
+            connection(self._pool) as conn,
+            # The rows and their fills from one snapshot: a commit between the two reads
+            # would give a view whose fills disagree with its filled quantity.
+            conn.transaction(isolation="repeatable_read", readonly=True),
+        ):
             orders = await trading.orders_of_anyone(conn, order_ids)
         for user_id, order in orders:
             if order.id not in self._orders and user_id in self._connections:
-                view = self._orders[order.id] = OrderView(user_id, order)
+                view = self._add_view(OrderView(user_id, order))
                 view.unsent = True
+
+    def _add_view(self, view: OrderView) -> OrderView:
+        self._orders[view.id] = view
+        self._orders_of.setdefault(view.user_id, set()).add(view.id)
+        return view
+
+    def _drop_view(self, view: OrderView) -> None:
+        del self._orders[view.id]
+        ids = self._orders_of.get(view.user_id)
+        if ids is not None:
+            ids.discard(view.id)
 
     def _send_batch(self, batch: Sequence[Entry]) -> None:
         """Each entry's messages for each watched user, in order, one write per connection."""
@@ -282,16 +312,21 @@ class UserFeeds:
         out: dict[int, list[bytes]] = {}
         for entry in batch:
             changed: dict[int, OrderView] = {}
+            finished: set[int] = set()  # orders this entry fills completely or cancels
             fills: list[tuple[int, FillView]] = []
             for event in entry.events:
                 kind = type(event)
                 if kind is OrderAccepted:
                     a: OrderAccepted = event  # type: ignore[assignment]
                     if a.user_id in connections and a.order_id not in orders:
-                        view = orders[a.order_id] = OrderView.accepted(a, entry)
+                        view = self._add_view(OrderView.accepted(a, entry))
                         changed[a.order_id] = view
                 elif kind is TradeExecuted:
                     t: TradeExecuted = event  # type: ignore[assignment]
+                    if t.taker_remaining == 0:
+                        finished.add(t.taker_order_id)
+                    if t.maker_remaining == 0:
+                        finished.add(t.maker_order_id)
                     for user_id, order_id, outcome in (
                         (t.taker_user_id, t.taker_order_id, t.taker_outcome),
                         (t.maker_user_id, t.maker_order_id, t.maker_outcome),
@@ -308,14 +343,19 @@ class UserFeeds:
                             changed[order_id] = view
                 elif kind is OrderCanceled:
                     c: OrderCanceled = event  # type: ignore[assignment]
+                    finished.add(c.order_id)
                     view = orders.get(c.order_id)
                     if view is not None and (view.cancel(c) or view.unsent):
                         view.unsent = False
                         changed[c.order_id] = view
-            for order_id, view in changed.items():
+            for view in changed.values():
                 out.setdefault(view.user_id, []).append(_encode(OrderUpdate(view.view())))
-                if view.done:
-                    del orders[order_id]
+            # A view is dropped when the event that ends its order arrives: one read from
+            # Postgres may show the end early, and the events up to it must still find it.
+            for order_id in finished:
+                view = orders.get(order_id)
+                if view is not None and view.done:
+                    self._drop_view(view)
             for user_id, fill in fills:
                 out.setdefault(user_id, []).append(_encode(FillUpdate(fill)))
             if entry.balances:

@@ -377,12 +377,19 @@ def _frames(data: bytes) -> list[tuple[int, bytes]]:
     return frames
 
 
-def _read_to_end(raw: socket.socket) -> bytes:
+def _read_to_close(raw: socket.socket) -> bytes:
+    """Everything up to the server's close frame; answer it as a client does, then the
+    server ends the connection."""
     raw.settimeout(WAIT_S)
-    chunks = []
-    while chunk := raw.recv(65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
+    data = b""
+    while not any(opcode == 0x8 for opcode, _ in _frames(data)):
+        chunk = raw.recv(65536)
+        assert chunk, "the connection ended without a close frame"
+        data += chunk
+    raw.sendall(struct.pack("!BB4s", 0x88, 0x82, b"\0\0\0\0") + struct.pack("!H", 1000))
+    while raw.recv(65536):
+        pass
+    return data
 
 
 async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
@@ -446,7 +453,7 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
             )
             assert new_level["seq"] > 0 and order["status"] == "open"
             # What it had not read is still delivered, then a close frame saying why.
-            frames = _frames(await asyncio.to_thread(_read_to_end, stalled))
+            frames = _frames(await asyncio.to_thread(_read_to_close, stalled))
             assert frames[-1][0] == 0x8, frames[-1]
             assert struct.unpack("!H", frames[-1][1][:2])[0] == 4008
         finally:

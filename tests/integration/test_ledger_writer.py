@@ -22,6 +22,7 @@ import pytest_asyncio
 
 from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
 from probo.ledger import batch as batch_module
+from probo.ledger import writer as writer_module
 from probo.ledger.writer import BATCH_ENTRIES_MAX
 from probo.orderbook import (
     CancelAll,
@@ -253,3 +254,52 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
         assert await conn.fetchval("SELECT count(*) FROM trades") == trades
         kinds = {r[0] for r in await conn.fetch("SELECT DISTINCT kind FROM trades")}
     assert kinds == {"mint", "transfer", "merge"}
+
+
+async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_stuck(
+    url: str, pool: asyncpg.Pool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The connection drops after Postgres committed a batch, before the writer heard:
+    the retry finds the batch in `ledger_head` and moves on."""
+    await _seed(pool)
+    engine = Engine()
+    writer = LedgerWriter(url, backlog_max=100_000)
+    await engine.recover(pool)
+    async with pool.acquire() as conn:
+        await writer.load(conn)
+    engine.attach(writer)
+    hub = Hub(engine, pool)
+    hub.load()
+    writer.on_commit = hub.committed
+    writer_task = asyncio.create_task(writer.run())
+    engine.start()
+    lost: list[int] = []
+    write_by_call = writer_module._write_by_call
+
+    async def committed_then_cut(conn: asyncpg.Connection, rows: object) -> None:
+        await write_by_call(conn, rows)  # type: ignore[arg-type]
+        if not lost:
+            lost.append(rows.batch_id)  # type: ignore[attr-defined]
+            conn.terminate()
+            raise ConnectionResetError("the answer to the commit was lost")
+
+    monkeypatch.setattr(writer_module, "_write_by_call", committed_then_cut)
+    rng = random.Random(SEED)
+    issued: list[tuple[int, int, int]] = []
+    try:
+        for _ in range(3):
+            waiters = [engine.submit(_command(rng, issued)) for _ in range(50)]
+            for entry in await asyncio.wait_for(asyncio.gather(*waiters), COMMIT_TIMEOUT_S):
+                for event in entry.events:
+                    if type(event) is OrderAccepted:
+                        issued.append((event.user_id, event.market_id, event.order_id))
+        assert lost, "no batch went through the lost answer"
+        assert writer.stalled_since is None
+        await _recovered_equals_running(pool, engine, writer, hub)
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT count(*) FROM orders") == len(issued)
+            assert await conn.fetchval("SELECT last_batch_id FROM ledger_head") > lost[0]
+    finally:
+        await engine.stop()
+        writer_task.cancel()
+        await asyncio.gather(writer_task, return_exceptions=True)
