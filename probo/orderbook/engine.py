@@ -243,9 +243,7 @@ class Engine:
         events.append(settlement)
         return events
 
-    def _balances_of_watched(
-        self, events: Sequence[Event]
-    ) -> dict[int, tuple[int, int]] | None:
+    def _balances_of_watched(self, events: Sequence[Event]) -> dict[int, tuple[int, int]] | None:
         """(cash, locked) now of the watched users these events touch."""
         watched = self.watched_users
         users: set[int] = set()
