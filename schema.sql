@@ -325,12 +325,14 @@ CREATE OR REPLACE FUNCTION probo_write_batch(
 -- Small batches, every row found by its key: plans made once and kept, never a scan
 -- (a plan chosen while a table was nearly empty would otherwise scan it for good).
 SET plan_cache_mode = force_generic_plan
+-- No JIT: each statement touches a handful of rows; compiling one costs more than it.
+SET jit = off
 SET enable_seqscan = off
 SET enable_hashjoin = off
 SET enable_mergejoin = off
 AS $$
 BEGIN
-    UPDATE ledger_head SET last_batch_id = batch_id;
+    UPDATE ledger_head SET last_batch_id = batch_id WHERE only_row;
     -- Users first: the same lock order as a referral, which locks users then accounts.
     IF cardinality(not_new_user_ids) > 0 THEN
         UPDATE users SET is_new = false WHERE id = ANY (not_new_user_ids) AND is_new;

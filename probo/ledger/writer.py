@@ -59,7 +59,7 @@ SELECT probo_write_batch(
     $26::bigint[]
 )
 """
-_SET_HEAD = "UPDATE ledger_head SET last_batch_id = $1"
+_SET_HEAD = "UPDATE ledger_head SET last_batch_id = $1 WHERE only_row"
 _HEAD = "SELECT last_batch_id FROM ledger_head"
 
 
@@ -316,6 +316,8 @@ class LedgerWriter:
                 server_settings={
                     "plan_cache_mode": "force_custom_plan",
                     "application_name": "probo-ledger-writer",
+                    # Small statements: compiling one (JIT) costs more than running it.
+                    "jit": "off",
                 },
             )
         return self._conn
