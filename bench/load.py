@@ -601,12 +601,23 @@ async def _after_run(server: Server, database_url: str) -> tuple[int, int, int]:
     return await _database_counts(database_url)
 
 
-def run_probo(
-    args: argparse.Namespace, database_name: str, database_url: str, redis_url: str, workdir: Path
-) -> tuple[ProboRun, list[bytes]]:
-    phones = _phones(args.users + 1, random.Random(SEED))
+@dataclass
+class ProboServer:
+    """`probo serve` for a bench: rate limits out of the way, the outbox SMS provider,
+    the first of `phones` an admin, a Redis key prefix of its own."""
+
+    server: Server
+    phones: list[str]
+    outbox: Path
+    redis_key_prefix: str
+
+
+def probo_server(
+    name: str, users: int, database_name: str, database_url: str, redis_url: str, workdir: Path
+) -> ProboServer:
+    phones = _phones(users + 1, random.Random(SEED))
     outbox = workdir / "sms-outbox.jsonl"
-    prefix = f"probo-bench-load-{uuid.uuid4().hex[:8]}:"
+    prefix = f"probo-{name}-{uuid.uuid4().hex[:8]}:"
     port = _free_port()
     env = _clean_env(
         PROBO_DATABASE_URL=database_url,
@@ -625,6 +636,19 @@ def run_probo(
     )
     argv = [sys.executable, "-m", "probo", "serve"]
     server = Server("probo", argv, env, port, workdir / "probo.log", database_name)
+    return ProboServer(server, phones, outbox, prefix)
+
+
+def run_probo(
+    args: argparse.Namespace, database_name: str, database_url: str, redis_url: str, workdir: Path
+) -> tuple[ProboRun, list[bytes]]:
+    probo = probo_server("bench-load", args.users, database_name, database_url, redis_url, workdir)
+    server, phones, outbox, prefix = (
+        probo.server,
+        probo.phones,
+        probo.outbox,
+        probo.redis_key_prefix,
+    )
     try:
         pool = asyncio.run(_set_up(server, phones, args.markets, outbox))
         phases = saturation_and_half(server, pool, args, workdir)

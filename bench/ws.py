@@ -48,12 +48,10 @@ import argparse
 import asyncio
 import os
 import platform
-import random
 import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -82,14 +80,13 @@ from bench.load import (
     _create_markets,
     _delete_redis_keys,
     _deposit,
-    _free_port,
     _log_in,
     _merge,
     _percent,
-    _phones,
     _result_path,
     order_pool,
     percentile,
+    probo_server,
 )
 from bench.loadgen import Plan, Result
 
@@ -340,27 +337,13 @@ def _check_ws(ws: wsclients.Result, expected: tuple[int, int, int, int], asked: 
 
 def run(args: argparse.Namespace, database_name: str, database_url: str, redis_url: str,
         workdir: Path) -> Run:  # fmt: skip
-    phones = _phones(args.users + 1, random.Random(SEED))
-    outbox = workdir / "sms-outbox.jsonl"
-    prefix = f"probo-bench-ws-{uuid.uuid4().hex[:8]}:"
-    port = _free_port()
-    env = _clean_env(
-        PROBO_DATABASE_URL=database_url,
-        PROBO_REDIS_URL=redis_url,
-        PROBO_REDIS_KEY_PREFIX=prefix,
-        PROBO_PORT=str(port),
-        PROBO_DATA_DIR=str(workdir / "data"),
-        PROBO_COOKIE_SECURE="false",
-        PROBO_LOG_LEVEL="WARNING",
-        PROBO_ORDER_RATE_LIMIT="1000000",
-        PROBO_AUTH_IP_RATE_LIMIT="100000000",
-        PROBO_AUTH_VERIFY_IP_RATE_LIMIT="100000000",
-        PROBO_ADMIN_PHONES=phones[0],
-        PROBO_SMS_PROVIDER="outbox",
-        PROBO_SMS_OUTBOX=str(outbox),
+    probo = probo_server("bench-ws", args.users, database_name, database_url, redis_url, workdir)
+    server, phones, outbox, prefix = (
+        probo.server,
+        probo.phones,
+        probo.outbox,
+        probo.redis_key_prefix,
     )
-    argv = [sys.executable, "-m", "probo", "serve"]
-    server = Server("probo", argv, env, port, workdir / "probo.log", database_name)
     subscribers: Subscribers | None = None
     try:
         pool, market_id = asyncio.run(_set_up(server, phones, args.markets, outbox))
