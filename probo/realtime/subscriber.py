@@ -55,7 +55,11 @@ class DirectSocket:
         protocol = self.protocol
         if self.transport.is_closing() or protocol.close_sent:
             return
-        protocol.conn.send_close(code, reason)
+        try:
+            protocol.conn.send_close(code, reason)
+        except Exception:  # the protocol is past open after all: just cut it
+            self.transport.abort()
+            return
         self.transport.write(b"".join(protocol.conn.data_to_send()))
         # As when the app closes: the server now discards what the peer still sends (no
         # reset from unread input), and ends the connection when the peer's close frame
