@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -161,6 +162,23 @@ async def _recovered_equals_running(
     assert _statuses(recovered) == _statuses(engine)
 
 
+@asynccontextmanager
+async def _running(pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter) -> AsyncIterator[Hub]:
+    """The recovered `engine` and a loaded `writer` running, the feeds' hub on its commits."""
+    engine.attach(writer)
+    hub = Hub(engine, pool)
+    hub.load()
+    writer.on_commit = hub.committed
+    writer_task = asyncio.create_task(writer.run())
+    engine.start()
+    try:
+        yield hub
+    finally:
+        await engine.stop()
+        writer_task.cancel()
+        await asyncio.gather(writer_task, return_exceptions=True)
+
+
 def _statuses(engine: Engine) -> dict[int, str]:
     return {m: market.status for m, market in engine.exchange.markets.items()}
 
@@ -198,16 +216,10 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
     if not translated_ahead:
         async with pool.acquire() as conn:
             await writer.load(conn)
-    engine.attach(writer)
-    hub = Hub(engine, pool)
-    hub.load()
-    writer.on_commit = hub.committed
-    writer_task = asyncio.create_task(writer.run())
-    engine.start()
     rng = random.Random(SEED)
     issued: list[tuple[int, int, int]] = []
     trades = 0
-    try:
+    async with _running(pool, engine, writer) as hub:
         for start in range(0, COMMANDS, CHECK_EVERY):
             # A burst in flight at once: the writer batches them.
             waiters = [engine.submit(_command(rng, issued)) for _ in range(CHECK_EVERY)]
@@ -245,10 +257,6 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
             )
             paid = await conn.fetchval("SELECT count(*) FROM transfers WHERE kind = 'payout'")
         assert paid > 0
-    finally:
-        await engine.stop()
-        writer_task.cancel()
-        await asyncio.gather(writer_task, return_exceptions=True)
     assert trades > COMMANDS // 10, f"only {trades} trades: the stream does not exercise matching"
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM trades") == trades
@@ -267,12 +275,6 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
     await engine.recover(pool)
     async with pool.acquire() as conn:
         await writer.load(conn)
-    engine.attach(writer)
-    hub = Hub(engine, pool)
-    hub.load()
-    writer.on_commit = hub.committed
-    writer_task = asyncio.create_task(writer.run())
-    engine.start()
     lost: list[int] = []
     write_by_call = writer_module._write_by_call
 
@@ -286,7 +288,7 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
     monkeypatch.setattr(writer_module, "_write_by_call", committed_then_cut)
     rng = random.Random(SEED)
     issued: list[tuple[int, int, int]] = []
-    try:
+    async with _running(pool, engine, writer) as hub:
         for _ in range(3):
             waiters = [engine.submit(_command(rng, issued)) for _ in range(50)]
             for entry in await asyncio.wait_for(asyncio.gather(*waiters), COMMIT_TIMEOUT_S):
@@ -299,7 +301,3 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM orders") == len(issued)
             assert await conn.fetchval("SELECT last_batch_id FROM ledger_head") > lost[0]
-    finally:
-        await engine.stop()
-        writer_task.cancel()
-        await asyncio.gather(writer_task, return_exceptions=True)
