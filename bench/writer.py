@@ -15,6 +15,11 @@ writer's `_commit`: translation, COPYs and updates, commit). The translation alo
 (`build_batch` over the same batches) is timed afterwards, and every statement the
 writer's connection runs is timed as it goes: where the time goes, Python or Postgres.
 
+Then the floor: this run's rows of trades, transfers and orders (the rows each trade
+adds) COPYed by Postgres alone into empty copies of those tables, once with the
+schema's indexes and once with primary keys only. No writer on this server can beat
+the first figure; the gap between the two is what the read paths' indexes cost.
+
 Checked after the run: one trades row per TradeExecuted, the ledger audit clean, and
 Postgres equal to the engine: cash per user, escrow per market, positions, open orders.
 
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import math
 import platform
 import time
@@ -276,6 +282,42 @@ async def translation_seconds(
     return time.perf_counter() - started
 
 
+# --- the floor -----------------------------------------------------------------------------
+
+FLOOR_TABLES = ("trades", "transfers", "orders")  # the rows every trade adds
+FLOOR_VARIANTS = (("the schema's indexes", True), ("primary keys only", False))
+
+
+async def copy_floor(conn: asyncpg.Connection, *, indexes: bool) -> dict[str, float]:
+    """Seconds Postgres alone takes to COPY this run's rows of `FLOOR_TABLES` into empty
+    copies of those tables (with the schema's indexes, or with primary keys only), one
+    transaction per table: what no writer on this server can beat for these rows."""
+    seconds: dict[str, float] = {}
+    for table in FLOOR_TABLES:
+        rows = io.BytesIO()
+        await conn.copy_from_table(table, output=rows, format="binary")
+        rows.seek(0)
+        copy = f"floor_{table}"
+        if indexes:
+            await conn.execute(f"CREATE TABLE {copy} (LIKE {table} INCLUDING ALL)")
+        else:
+            await conn.execute(
+                f"CREATE TABLE {copy} (LIKE {table} INCLUDING DEFAULTS INCLUDING CONSTRAINTS, "
+                "PRIMARY KEY (id))"
+            )
+        reloptions = await conn.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table
+        )
+        if reloptions:
+            await conn.execute(f"ALTER TABLE {copy} SET ({', '.join(reloptions)})")
+        started = time.perf_counter()
+        async with conn.transaction():
+            await conn.copy_to_table(copy, source=rows, format="binary")
+        seconds[table] = time.perf_counter() - started
+        await conn.execute(f"DROP TABLE {copy}")
+    return seconds
+
+
 # --- the checks ----------------------------------------------------------------------------
 
 
@@ -367,6 +409,10 @@ async def main(trades_wanted: int, markets: int) -> int:
                     conn, stream.entries, [size for size, _ in writer.batches]
                 )
                 problems = await mismatches(conn, stream)
+                floors = {
+                    label: await copy_floor(conn, indexes=indexes)
+                    for label, indexes in FLOOR_VARIANTS
+                }
         finally:
             await pool.close()
             await drop_database(admin_url, name)
@@ -396,6 +442,13 @@ async def main(trades_wanted: int, markets: int) -> int:
         f"    {'build_batch (replayed)':<{NAME_WIDTH}} {translation:6.2f} s {translation / seconds:4.0%}"
     )
     print(f"    {'the rest (Python, loop)':<{NAME_WIDTH}} {rest:6.2f} s {rest / seconds:4.0%}")
+    print("  Postgres alone, COPY of this run's rows into empty copies of the tables:")
+    for label, floor in floors.items():
+        floor_s = sum(floor.values())
+        parts = ", ".join(f"{table} {s:.2f} s" for table, s in floor.items())
+        print(
+            f"    {label + ':':<{NAME_WIDTH}} {stream.trades / floor_s:>8,.0f} trades/s ({parts})"
+        )
     verdict = "met" if trades_per_s >= TARGET_TRADES_PER_S else "MISSED"
     print(f"  target >= {TARGET_TRADES_PER_S:,} trades/s: {verdict}")
     if problems:
