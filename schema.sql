@@ -50,6 +50,9 @@ ALTER TABLE positions ADD COLUMN IF NOT EXISTS realized_pnl bigint NOT NULL DEFA
 -- What resolution paid the position (gross; the fee is a separate transfer).
 ALTER TABLE positions ADD COLUMN IF NOT EXISTS payout bigint NOT NULL DEFAULT 0;
 CREATE INDEX IF NOT EXISTS positions_market_idx ON positions (market_id);
+-- The writer rewrites a position at every batch that trades it: room on each page keeps
+-- the new version on the old one's page, with no index entries (a HOT update).
+ALTER TABLE positions SET (fillfactor = 50);
 
 -- Orders and trades. Ids are assigned by the engine in arrival order, so within a
 -- price level the order id is the time priority recovery restores. Written only by
