@@ -94,6 +94,9 @@ OPEN_WARMUP_S = 2.0
 GENERATOR_START_DELAY_S = 3.0  # for the generators to load the pool and connect
 SAMPLE_LEAD_S = 1.0  # the first server-side sample, this long before the window
 SETUP_CONCURRENCY = 32
+# Set-up clients drop an idle connection well before the server's keep-alive timeout
+# (uvicorn: 5 s), or a request can go out on one the server is closing (ReadError).
+SETUP_LIMITS = httpx.Limits(max_connections=SETUP_CONCURRENCY, keepalive_expiry=1.0)
 READY_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 30.0
 LOG_TAIL_CHARS = 3000
@@ -583,8 +586,7 @@ async def _set_up(server: Server, phones: list[str], markets: int, outbox: Path)
     """The order pool of `phones[1:]`, logged in and funded, on `markets` new markets
     created by the admin `phones[0]`."""
     await server.wait_ready("/readyz")
-    limits = httpx.Limits(max_connections=SETUP_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=SETUP_LIMITS) as http:
         [admin_token] = await _log_in(http, phones[:1], outbox)
         market_ids = await _create_markets(http, admin_token, markets)
         tokens = await _log_in(http, phones[1:], outbox)

@@ -69,7 +69,7 @@ from bench.load import (
     ROOT,
     SAMPLE_LEAD_S,
     SEED,
-    SETUP_CONCURRENCY,
+    SETUP_LIMITS,
     USERS,
     CheckFailed,
     Phase,
@@ -306,8 +306,7 @@ async def _set_up(
 ) -> tuple[list[bytes], int]:
     """bench.load's set-up: the order pool on `markets` new markets, and the first one."""
     await server.wait_ready("/readyz")
-    limits = httpx.Limits(max_connections=SETUP_CONCURRENCY)
-    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=server.base, timeout=30, limits=SETUP_LIMITS) as http:
         [admin_token] = await _log_in(http, phones[:1], outbox)
         market_ids = await _create_markets(http, admin_token, markets)
         tokens = await _log_in(http, phones[1:], outbox)
