@@ -146,6 +146,17 @@ async def side_database_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
         await drop_database(server_urls[0], url)
 
 
+@pytest_asyncio.fixture
+async def scratch_database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+    """A fresh database for one test, dropped after it and not audited here: tests that
+    break it on purpose use it as it is, the others audit it themselves."""
+    url = await create_database(server_urls[0])
+    try:
+        yield url
+    finally:
+        await drop_database(server_urls[0], url)
+
+
 @pytest_asyncio.fixture(scope="session")
 async def redis_prefix(server_urls: tuple[str, str]) -> AsyncIterator[str]:
     prefix = f"probo-test-{uuid.uuid4().hex[:10]}:"

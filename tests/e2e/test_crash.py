@@ -14,19 +14,15 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 
 from tests.conftest import (
     ROOT,
     bearer,
-    create_database,
-    drop_database,
     free_port,
     last_otp,
     new_phone,
@@ -107,13 +103,9 @@ class Server:
                 self.process.kill()
 
 
-@pytest_asyncio.fixture
-async def database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    url = await create_database(server_urls[0])
-    try:
-        yield url
-    finally:
-        await drop_database(server_urls[0], url)
+@pytest.fixture
+def database(scratch_database: str) -> str:
+    return scratch_database
 
 
 async def _login(http: httpx.AsyncClient, server: Server, phone: str) -> tuple[str, int]:

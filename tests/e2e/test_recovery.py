@@ -19,8 +19,6 @@ from probo.ledger import audit_url
 from tests.conftest import (
     assert_error,
     bearer,
-    create_database,
-    drop_database,
     login,
     make_settings,
     new_phone,
@@ -32,13 +30,9 @@ from tests.trading import Trader, create_market, engine_differences, funded_trad
 
 
 @pytest_asyncio.fixture
-async def own_database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    url = await create_database(server_urls[0])
-    try:
-        yield url
-        assert await audit_url(url) == []
-    finally:
-        await drop_database(server_urls[0], url)
+async def own_database(scratch_database: str) -> AsyncIterator[str]:
+    yield scratch_database
+    assert await audit_url(scratch_database) == []
 
 
 def rebind(trader: Trader, client: httpx.AsyncClient) -> Trader:

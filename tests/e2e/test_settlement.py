@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 from litestar import Litestar
 
 from probo.app import create_app
@@ -24,8 +22,6 @@ from probo.markets.scheduler import TICK_S
 from tests.conftest import (
     assert_error,
     bearer,
-    create_database,
-    drop_database,
     login,
     make_settings,
     new_phone,
@@ -411,16 +407,6 @@ async def market_when(
         body = (await client.get(f"/api/v1/markets/{market}")).json()
     assert body["status"] == status, f"still {body['status']} after {within_s} s"
     return body
-
-
-@pytest_asyncio.fixture
-async def scratch_database(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    """A database of its own, not audited at the end: its test breaks a market on purpose."""
-    url = await create_database(server_urls[0])
-    try:
-        yield url
-    finally:
-        await drop_database(server_urls[0], url)
 
 
 async def test_a_resolution_that_fails_does_not_stop_the_market_clock(

@@ -6,25 +6,18 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-import pytest_asyncio
 
 from probo import ledger
 from probo.ledger import PLATFORM_BANK_ACCOUNT_ID, PLATFORM_BONUS_ACCOUNT_ID, Transfer
-from tests.conftest import create_database, drop_database
 
 
-@pytest_asyncio.fixture
-async def scratch_url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
+@pytest.fixture
+def scratch_url(scratch_database: str) -> str:
     """A database of its own, free to corrupt."""
-    url = await create_database(server_urls[0])
-    try:
-        yield url
-    finally:
-        await drop_database(server_urls[0], url)
+    return scratch_database
 
 
 async def _new_user(conn: asyncpg.Connection, phone: str) -> tuple[int, int]:

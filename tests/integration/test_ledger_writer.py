@@ -36,7 +36,6 @@ from probo.orderbook import (
     ResolveMarket,
 )
 from probo.realtime import Hub
-from tests.conftest import create_database, drop_database
 
 USERS = 12
 MARKETS = {1: 50, 2: 10, 3: 100}  # market id -> tick
@@ -47,13 +46,9 @@ SEED = 20261125
 COMMIT_TIMEOUT_S = 30  # a writer stuck retrying a batch it cannot write fails the test
 
 
-@pytest_asyncio.fixture
-async def url(server_urls: tuple[str, str]) -> AsyncIterator[str]:
-    url = await create_database(server_urls[0])
-    try:
-        yield url
-    finally:
-        await drop_database(server_urls[0], url)
+@pytest.fixture
+def url(scratch_database: str) -> str:
+    return scratch_database
 
 
 @pytest_asyncio.fixture
