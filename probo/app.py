@@ -77,6 +77,7 @@ def create_app(
             async with pool.acquire() as conn:
                 await writer.load(conn)
             engine.attach(writer)
+            writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
             revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
             hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
             hub.load()  # the recovered books are the committed ones

@@ -35,7 +35,17 @@ LEDGER_BATCH_ENTRIES = Histogram(
     buckets=(1, 4, 16, 64, 256, 1024, 4096, 16384),
 )
 LEDGER_COMMIT_FAILURES = Counter(
-    "probo_ledger_commit_failures_total", "ledger batch commits that failed and were retried"
+    "probo_ledger_commit_failures_total",
+    "ledger batch commits that failed (retried, or split when refused for their data)",
+)
+LEDGER_ENTRIES_NOT_RECORDED = Counter(
+    "probo_ledger_entries_not_recorded_total",
+    "engine decisions the ledger did not record: refused by Postgres (a bug to fix), or "
+    "undone because they built on one that was (then the engine is rebuilt)",
+    ["reason"],
+)
+ENGINE_REBUILDS = Counter(
+    "probo_engine_rebuilds_total", "times the engine was rebuilt from Postgres while running"
 )
 WS_CONNECTIONS = Gauge("probo_ws_connections", "open WebSocket connections")
 WS_KICKED = Counter(

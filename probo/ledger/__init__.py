@@ -12,17 +12,22 @@ from probo.ledger.types import (
     PLATFORM_BANK_ACCOUNT_ID,
     PLATFORM_BONUS_ACCOUNT_ID,
     PLATFORM_FEES_ACCOUNT_ID,
+    EntryRefused,
+    EntryUndone,
     InsufficientBalance,
     Transfer,
 )
-from probo.ledger.writer import LedgerWriter
+from probo.ledger.writer import EngineControl, LedgerWriter
 
 __all__ = [
     "PLATFORM_BANK_ACCOUNT_ID",
     "PLATFORM_BONUS_ACCOUNT_ID",
     "PLATFORM_FEES_ACCOUNT_ID",
     "Breach",
+    "EngineControl",
     "EngineState",
+    "EntryRefused",
+    "EntryUndone",
     "InsufficientBalance",
     "LedgerWriter",
     "Transfer",

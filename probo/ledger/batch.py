@@ -107,6 +107,7 @@ class BatchRows:
         "withdrawals",
         "markets",
         "not_new",
+        "positions_before",
     )
 
     def __init__(self) -> None:
@@ -120,6 +121,8 @@ class BatchRows:
         self.withdrawals: list[tuple[Any, ...]] = []
         self.markets: dict[int, MarketChange] = {}
         self.not_new: set[int] = set()
+        # The writer's cached positions these rows replace, kept to undo them.
+        self.positions_before: dict[tuple[int, int], PositionCost | None] = {}
 
 
 # Indexes into a new order row (see the writer's _ORDER_COLUMNS).

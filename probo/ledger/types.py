@@ -1,10 +1,13 @@
-"""Ledger vocabulary: the fixed platform accounts, transfers, and the refusal of an overdraft.
+"""Ledger vocabulary: the fixed platform accounts, transfers, the refusal of an overdraft,
+and the answers to engine decisions the ledger could not record.
 
 Account and transfer kinds are enumerated by schema.sql CHECK constraints."""
 
 from __future__ import annotations
 
 import msgspec
+
+from probo.errors import ApiError
 
 # Fixed ids, inserted by schema.sql.
 PLATFORM_BONUS_ACCOUNT_ID = 1
@@ -25,3 +28,26 @@ class Transfer(msgspec.Struct, frozen=True):
 
 class InsufficientBalance(Exception):
     """Posting would take a user's cash or a market's escrow below zero."""
+
+
+class EntryRefused(ApiError):
+    """Postgres refused to record this command's result, on its own: a bug (the edge
+    should have refused what Postgres cannot store). Nothing of it happened."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            500, "internal_error", "this request could not be recorded; nothing was done"
+        )
+
+
+class EntryUndone(ApiError):
+    """Decided on engine state that a refused command had changed, so not recorded:
+    nothing of it happened, and retrying is safe."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "unavailable",
+            "not carried out: the exchange undid a write it could not record; retry",
+            headers={"Retry-After": "1"},
+        )

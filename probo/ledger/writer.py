@@ -18,6 +18,15 @@ meanwhile goes on (bounded by `backlog_max`, which the order path refuses beyond
 The translation of events into rows is pure (`batch.py`) and done once per batch; a
 failed batch is retried with exactly the same rows until it commits. The writer has
 its own connection, so it never waits behind requests for a pooled one.
+
+A batch Postgres refuses for what it holds (a data error: retrying cannot help) is
+split until the one entry it refuses on its own is found; the entries before it
+commit, that one is answered `EntryRefused` and logged at critical. What the engine
+decided after it may build on it, so the writer quarantines: the engine pauses, and
+every later entry that touches a market or user the refused one touched (and so on,
+transitively) is answered `EntryUndone`, while the others commit as usual. Once
+everything decided before the pause is written or undone, the engine is rebuilt from
+Postgres and resumes. Nothing undone was ever acknowledged.
 """
 
 from __future__ import annotations
@@ -27,15 +36,16 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import asyncpg
 from loguru import logger
 
 from probo import metrics
-from probo.db import CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
+from probo.db import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
 from probo.ledger.batch import BatchRows, PositionCost, build_batch, build_batch_in_steps
-from probo.orderbook import Entry, Settlement
+from probo.ledger.types import EntryRefused, EntryUndone
+from probo.orderbook import Entry, Settlement, TradeExecuted
 
 BATCH_ENTRIES_MAX = 16384  # commands per transaction
 # A batch of this many commands or more is written by COPY (throughput: a backlog
@@ -43,6 +53,10 @@ BATCH_ENTRIES_MAX = 16384  # commands per transaction
 COPY_BATCH_MIN = 512
 RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
 _T = TypeVar("_T")
+# Postgres error classes that pass with time: insufficient resources (disk full, out of
+# memory), objects in use or locked, operator intervention, system (I/O) errors. Any
+# other refusal of a batch is about what it holds, and is split instead of retried.
+_TRANSIENT_SQLSTATE_CLASSES = frozenset({"53", "55", "57", "58"})
 
 # One call, one round trip, its own transaction (schema.sql has the function).
 _WRITE_BATCH = """
@@ -129,6 +143,94 @@ _BY_KEY_ONLY = (
 )
 
 
+class EngineControl(Protocol):
+    """What the writer needs of the engine to undo decisions the ledger refused."""
+
+    def pause(self) -> None: ...
+    def resume(self) -> None: ...
+    async def rebuild(self) -> object: ...
+
+
+class _Refused(Exception):
+    """A batch refused for what it holds (translating it, or by Postgres)."""
+
+
+class _Quarantine:
+    """The markets and users whose engine state is ahead of the ledger in a way no
+    later commit will fix.
+
+    An entry builds on that state when it is about a quarantined market (its book,
+    status, escrow and positions) or its command is a quarantined user's (their cash
+    and locks decided it). A maker's cash is not read to trade with their resting
+    order, so a maker alone does not taint an entry. An undone entry's markets and
+    users all join the quarantine: what it did to them is undone too."""
+
+    def __init__(self) -> None:
+        self.markets: set[int] = set()
+        self.users: set[int] = set()
+
+    def add(self, entry: Entry) -> None:
+        markets, _, users = _touched(entry)
+        self.markets |= markets
+        self.users |= users
+
+    def touches(self, entry: Entry) -> bool:
+        """Whether `entry` builds on quarantined state; if so, it joins the quarantine."""
+        markets, actors, users = _touched(entry)
+        if markets.isdisjoint(self.markets) and actors.isdisjoint(self.users):
+            if entry.balances:  # a feed must not show a balance that will be undone
+                for user_id in self.users.intersection(entry.balances):
+                    del entry.balances[user_id]
+            return False
+        self.markets |= markets
+        self.users |= users
+        return True
+
+
+def _touched(entry: Entry) -> tuple[set[int], set[int], set[int]]:
+    """(markets, users whose state decided the command, every user it changed)."""
+    markets: set[int] = set()
+    actors: set[int] = set(entry.balances or ())  # the feed's balances were read too
+    users = set(actors)
+    for event in entry.events:
+        market_id = getattr(event, "market_id", None)
+        if market_id is not None:
+            markets.add(market_id)
+        if type(event) is TradeExecuted:
+            actors.add(event.taker_user_id)
+            users.add(event.taker_user_id)
+            users.add(event.maker_user_id)
+        elif type(event) is Settlement:
+            users.update(p.user_id for p in event.payouts)
+        else:
+            user_id = getattr(event, "user_id", None)
+            if user_id is not None:
+                actors.add(user_id)
+                users.add(user_id)
+    return markets, actors, users
+
+
+def _is_transient(exc: BaseException) -> bool:
+    """Whether retrying the same batch can succeed: Postgres away, a conflict, a
+    passing shortage; not a refusal of the data (asyncpg's DataError, raised also
+    when a value cannot even be encoded, is an InterfaceError too)."""
+    if isinstance(exc, asyncpg.exceptions.DataError):
+        return False
+    if isinstance(exc, UNAVAILABLE_ERRORS + CONFLICT_ERRORS):
+        return True
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES
+    return False
+
+
+def _answer(entry: Entry, error: Exception) -> None:
+    """Tell whoever waits for `entry` that it was not recorded."""
+    waiter, entry.waiter = entry.waiter, None
+    if waiter is not None and not waiter.done():
+        waiter.set_exception(error)
+        waiter.exception()  # retrieved: a caller that gave up waiting is not an error
+
+
 class LedgerWriter:
     def __init__(
         self,
@@ -158,6 +260,9 @@ class LedgerWriter:
         # Told of every batch right after it commits, in commit order, before any waiter
         # hears: the live feeds (probo/realtime) publish from here. Must not raise.
         self.on_commit: Callable[[list[Entry]], None] | None = None
+        # Paused and rebuilt when the ledger refuses what it decided (None: nothing to undo).
+        self.engine: EngineControl | None = None
+        self._quarantine: _Quarantine | None = None
 
     # --- the engine's side -------------------------------------------------------------
 
@@ -222,19 +327,39 @@ class LedgerWriter:
                         logger.opt(exception=exc).error("translating a batch ahead failed")
                 elif self._pending:
                     batch = self._take()
+                    if self._quarantine is not None:
+                        batch = self._undo_quarantined(batch)
+                elif self._quarantine is not None:
+                    await self._end_quarantine()
+                    continue
                 else:
                     await self._wakeup.wait()
                     self._wakeup.clear()
                     continue
                 self._in_progress = len(batch)
-                if rows is None:
-                    rows = await self._translated(batch)
-                # Only now: the next batch builds on this one's positions.
-                if len(self._pending) >= self.copy_batch_min:
-                    ahead_batch = self._take()
-                    self._in_progress += len(ahead_batch)
-                    ahead = asyncio.create_task(self._build_ahead(ahead_batch))
-                await self._commit_until_done(batch, rows)
+                try:
+                    if rows is None:
+                        rows = await self._translated(batch)
+                    # Only now: the next batch builds on this one's positions.
+                    if len(self._pending) >= self.copy_batch_min and self._quarantine is None:
+                        ahead_batch = self._take()
+                        self._in_progress += len(ahead_batch)
+                        ahead = asyncio.create_task(self._build_ahead(ahead_batch))
+                    await self._commit_until_done(batch, rows)
+                except _Refused:
+                    # Nothing more is decided on what may have to be undone.
+                    if self.engine is not None:
+                        self.engine.pause()
+                    if ahead is not None:  # built on this batch: back to the queue
+                        await self._put_back_ahead(ahead, ahead_batch)
+                        ahead = None
+                    if rows is not None:
+                        self._undo(rows)
+                    await self._isolate(batch)
+                    if self._quarantine is None and self.engine is not None:
+                        self.engine.resume()  # it all committed in parts: nothing to undo
+                    self._in_progress = 0
+                    continue
                 self._in_progress -= len(batch)
                 self._published(batch)
         finally:
@@ -290,10 +415,116 @@ class LedgerWriter:
         assert self._last_batch_id is not None, "LedgerWriter.load() was not called"
         self._last_batch_id += 1
         rows.batch_id = self._last_batch_id
-        # Later batches build on this one: it will commit before them.
-        self._positions.update(rows.positions)
+        # Later batches build on this one: it will commit before them (or be undone).
+        positions = self._positions
+        rows.positions_before = {key: positions.get(key) for key in rows.positions}
+        positions.update(rows.positions)
         self._not_new.update(rows.not_new)
         return rows
+
+    def _undo(self, rows: BatchRows) -> None:
+        """Forget the latest translated batch: it did not commit."""
+        assert rows.batch_id == self._last_batch_id, "undo translated batches newest first"
+        self._last_batch_id -= 1
+        for key, before in rows.positions_before.items():
+            if before is None:
+                del self._positions[key]
+            else:
+                self._positions[key] = before
+        self._not_new.difference_update(rows.not_new)
+
+    async def _put_back_ahead(
+        self, task: asyncio.Task[BatchRows | None], batch: list[Entry]
+    ) -> None:
+        """Cancel the translation ahead (undoing it if done) and requeue its entries."""
+        task.cancel()
+        try:
+            rows = await task
+        except (asyncio.CancelledError, Exception):
+            rows = None
+        if rows is not None:
+            self._undo(rows)
+        self._pending.extendleft(reversed(batch))
+        self._in_progress -= len(batch)
+
+    # --- what the ledger refuses --------------------------------------------------------------
+
+    async def _isolate(self, batch: list[Entry]) -> None:
+        """`batch` was refused for what it holds: commit what comes before the entry that
+        is refused on its own, refuse that one, and requeue the rest (quarantined)."""
+        failing = await self._commit_or_find(batch)
+        if failing is None:
+            logger.warning("a refused ledger batch of {} entries committed in parts", len(batch))
+            return
+        self._refuse(batch[failing])
+        self._pending.extendleft(reversed(batch[failing + 1 :]))
+
+    async def _commit_or_find(self, entries: list[Entry]) -> int | None:
+        """Commit `entries`, or the longest prefix of them that commits: None when all
+        did, else the index of the first entry refused on its own (nothing after it
+        committed). The splits are in order, so every commit is a prefix."""
+        if await self._try(entries):
+            return None
+        if len(entries) == 1:
+            return 0
+        middle = len(entries) // 2
+        failing = await self._commit_or_find(entries[:middle])
+        if failing is not None:
+            return failing
+        failing = await self._commit_or_find(entries[middle:])
+        return None if failing is None else middle + failing
+
+    async def _try(self, entries: list[Entry]) -> bool:
+        """Translate and commit `entries` as one batch; False when it is refused."""
+        rows: BatchRows | None = None
+        try:
+            rows = await self._translated(entries)
+            await self._commit_until_done(entries, rows)
+        except _Refused:
+            if rows is not None:
+                self._undo(rows)
+            return False
+        self._published(entries)
+        return True
+
+    def _refuse(self, entry: Entry) -> None:
+        logger.bind(events=[repr(event) for event in entry.events]).critical(
+            "the ledger refused an engine decision on its own: not recorded, answered with "
+            "an error; what was decided after it on the same markets and users is undone and "
+            "the engine rebuilt from Postgres"
+        )
+        metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("refused").inc()
+        if self._quarantine is None:
+            self._quarantine = _Quarantine()
+        self._quarantine.add(entry)
+        _answer(entry, EntryRefused())
+
+    def _undo_quarantined(self, batch: list[Entry]) -> list[Entry]:
+        """`batch` without the entries that build on quarantined state, answered undone."""
+        quarantine = self._quarantine
+        assert quarantine is not None
+        kept = []
+        for entry in batch:
+            if quarantine.touches(entry):
+                metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("undone").inc()
+                _answer(entry, EntryUndone())
+            else:
+                kept.append(entry)
+        return kept
+
+    async def _end_quarantine(self) -> None:
+        """Everything decided before the pause is written or undone: the engine takes
+        Postgres's state and goes on."""
+        quarantine, self._quarantine = self._quarantine, None
+        assert quarantine is not None
+        if self.engine is not None:
+            await self.engine.rebuild()
+            metrics.ENGINE_REBUILDS.inc()
+        logger.warning(
+            "engine rebuilt from the ledger; undone decisions touched markets {} and {} users",
+            sorted(quarantine.markets),
+            len(quarantine.users),
+        )
 
     async def drain(self, timeout_s: float) -> bool:
         """Wait until everything appended so far has committed; False on timeout."""
@@ -369,17 +600,21 @@ class LedgerWriter:
                 return result
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # every failure is retried: dropping a batch would lose money
+            except Exception as exc:
+                metrics.LEDGER_COMMIT_FAILURES.inc()
+                if not _is_transient(exc):  # the same rows would fail again: split them
+                    logger.opt(exception=exc).error(
+                        "ledger batch of {} entries refused for its data ({!r})", len(batch), exc
+                    )
+                    self.stalled_since = None
+                    raise _Refused() from exc
                 if self.stalled_since is None:
                     self.stalled_since = time.monotonic()
-                metrics.LEDGER_COMMIT_FAILURES.inc()
                 delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]
                 tries += 1
-                transient = isinstance(exc, UNAVAILABLE_ERRORS)
-                if transient:
+                if isinstance(exc, UNAVAILABLE_ERRORS):
                     self._drop_connection()
-                log = logger.warning if transient else logger.error
-                log(
+                logger.warning(
                     "ledger batch of {} entries failed ({!r}); retry {} in {} s",
                     len(batch),
                     exc,

@@ -8,6 +8,12 @@ is resolved by the writer after the commit, never before.
 
 Start-up recovery (`recovery.py`) rebuilds everything from one Postgres snapshot; the
 engine reports ready only then. Credits are applied at most once, keyed by transfer id.
+
+The ledger writer can ask for the same rebuild while running (`pause`, then
+`rebuild`): when Postgres refused something the engine had decided, the engine's
+state is ahead of the ledger in a way no later commit will fix, so it is replaced by
+what Postgres holds. While paused the market tasks hold their next command (orders
+keep queueing, bounded as ever); withdrawals and credits are refused as during start-up.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from typing import Protocol
 import asyncpg
 from loguru import logger
 
+from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 from probo.orderbook.entry import Entry
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
@@ -45,6 +52,7 @@ from probo.orderbook.types import (
 MARKET_QUEUE_MAX = 10_000  # commands waiting for one market's task
 MARKET_BURST_MAX = 256  # commands one task runs before it yields to the loop
 RETRY_AFTER_S = 1
+REBUILD_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between tries of a rebuild Postgres refused
 
 Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
 _NOTHING_CHANGED = (OrderRejected, OrderDuplicate)  # a command's first event, when refused
@@ -107,6 +115,10 @@ class Engine:
         # Each market's `closes_at` (epoch seconds), so order entry can refuse a market
         # past its closing time before the market clock has closed it, reading nothing.
         self.closes_at: dict[int, float] = {}
+        self._pool: asyncpg.Pool | None = None  # where `recover` read from; `rebuild` reads again
+        # Set while paused: the market tasks wait on it before their next command.
+        self._resumed: asyncio.Event | None = None
+        self._opened_while_paused: dict[int, int] = {}  # market id -> tick
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -114,6 +126,13 @@ class Engine:
     # --- start and stop ------------------------------------------------------------------
 
     async def recover(self, pool: asyncpg.Pool) -> Recovered:
+        self._pool = pool
+        recovered = await self._load(pool)
+        self.ready = True
+        return recovered
+
+    async def _load(self, pool: asyncpg.Pool) -> Recovered:
+        """Replace the whole in-memory state by Postgres's."""
         # The loaded objects all survive: collecting while loading them is wasted work.
         gc.disable()
         try:
@@ -128,9 +147,58 @@ class Engine:
         self.exchange = recovered.exchange
         self._withdrawals = recovered.withdrawals
         self.last_withdrawal_id = recovered.last_withdrawal_id
-        self._applied_transfer_ids.clear()
-        self.ready = True
+        # The credits the loaded balances include: a delivery of one still in flight
+        # must not apply it again. Later credits are not included and will be applied.
+        self._applied_transfer_ids = set(recovered.included_transfer_ids)
         return recovered
+
+    # --- undoing what the ledger could not record -----------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self._resumed is not None
+
+    def pause(self) -> None:
+        """Decide nothing more until `rebuild`: market tasks hold their next command."""
+        if self._resumed is None:
+            self._resumed = asyncio.Event()
+
+    def resume(self) -> None:
+        """Go on deciding, with nothing to undo."""
+        resumed, self._resumed = self._resumed, None
+        self._opened_while_paused.clear()
+        if resumed is not None:
+            resumed.set()
+
+    async def rebuild(self) -> Recovered:
+        """Load the state Postgres holds, then resume. Call while paused, once the
+        ledger writer has written or refused everything decided before the pause."""
+        assert self._pool is not None and self._resumed is not None, "pause() after recover()"
+        tries = 0
+        while True:
+            try:
+                recovered = await self._load(self._pool)
+                break
+            except (*UNAVAILABLE_ERRORS, *CONFLICT_ERRORS) as exc:
+                delay = REBUILD_BACKOFF_S[min(tries, len(REBUILD_BACKOFF_S) - 1)]
+                tries += 1
+                logger.warning("engine rebuild failed ({!r}); retry {} in {} s", exc, tries, delay)
+                await asyncio.sleep(delay)
+        # Markets created while the snapshot was read may be missing from it.
+        for market_id, tick in self._opened_while_paused.items():
+            if market_id not in self.exchange.markets:
+                self.exchange.open_market(market_id, tick)
+        self._tell_watched_balances()
+        self.resume()
+        return recovered
+
+    def _tell_watched_balances(self) -> None:
+        """Live feeds get every watched user's balance as now loaded, in order after
+        whatever the ledger has committed."""
+        exchange = self.exchange
+        balances = {u: (exchange.cash(u), exchange.locked_cash(u)) for u in self.watched_users}
+        if balances:
+            self._sink.append(Entry((), datetime.now(UTC), None, balances))
 
     def start(self) -> None:
         """One task per market (call once the writer is attached)."""
@@ -163,6 +231,8 @@ class Engine:
             self.closes_at[market_id] = closes_at
         if market_id not in self.exchange.markets:
             self.exchange.open_market(market_id, tick)
+        if self._resumed is not None:
+            self._opened_while_paused[market_id] = tick
         self._start_market(market_id)
 
     # --- orders ----------------------------------------------------------------------------
@@ -187,10 +257,12 @@ class Engine:
     async def _run_market(
         self, market_id: int, queue: asyncio.Queue[tuple[Command, asyncio.Future[Entry]]]
     ) -> None:
-        exchange = self.exchange
         sink = self._sink
         while True:
             command, waiter = await queue.get()
+            if self._resumed is not None:
+                await self._resumed.wait()
+            exchange = self.exchange  # a rebuild replaces it
             for _ in range(MARKET_BURST_MAX):
                 try:
                     if type(command) is PlaceOrder:
@@ -263,6 +335,12 @@ class Engine:
         exchange = self.exchange
         return {u: (exchange.cash(u), exchange.locked_cash(u)) for u in users}
 
+    def _check_deciding(self) -> None:
+        """What changes the engine in-line (not through a market's queue) waits for no
+        rebuild: it is refused, and its caller retries (the mirror's reconciler does)."""
+        if not self.ready or self._resumed is not None:
+            raise EngineUnavailable("the engine is recovering")
+
     # --- withdrawals -----------------------------------------------------------------------
 
     def withdraw(
@@ -273,8 +351,7 @@ class Engine:
         None when the funds are not available. Raises WithdrawalDuplicate for a key used
         before (committed or still in flight) and Backpressure when the writer is full.
         """
-        if not self.ready:
-            raise EngineUnavailable("the engine is recovering")
+        self._check_deciding()
         original = self._withdrawals.get((user_id, idempotency_key))
         if original is not None:
             raise WithdrawalDuplicate(*original)
@@ -313,14 +390,12 @@ class Engine:
     # --- outside credits ---------------------------------------------------------------------
 
     def create_user(self, command: CreateUser) -> None:
-        if not self.ready:
-            raise EngineUnavailable("engine is recovering")
+        self._check_deciding()
         self.exchange.create_user(command.user_id)
 
     async def apply_credit(self, credit: EngineCredit) -> bool:
         """Apply `credit` once; False if it was applied before. Raises EngineUnavailable."""
-        if not self.ready:
-            raise EngineUnavailable("engine is recovering")
+        self._check_deciding()
         if credit.transfer_id in self._applied_transfer_ids:
             return False
         self._applied_transfer_ids.add(credit.transfer_id)

@@ -29,6 +29,8 @@ class Recovered(msgspec.Struct):
     users: int
     open_orders: int
     seconds: float
+    # Credits whose outbox rows this snapshot cleared: the balances read include them.
+    included_transfer_ids: list[int] = []
 
 
 async def recover(pool: asyncpg.Pool) -> Recovered:
@@ -80,15 +82,18 @@ async def recover(pool: asyncpg.Pool) -> Recovered:
         }
         # Under repeatable read this deletes only rows this snapshot can see: the
         # credits already inside the balances just read.
-        included = await conn.execute("DELETE FROM engine_credit_outbox")
+        included = [
+            row[0]
+            for row in await conn.fetch("DELETE FROM engine_credit_outbox RETURNING transfer_id")
+        ]
     seconds = time.perf_counter() - started
     logger.info(
-        "engine recovered {} users, {} markets, {} open orders in {:.2f} s ({})",
+        "engine recovered {} users, {} markets, {} open orders in {:.2f} s ({} outbox credits included)",
         len(users),
         len(markets),
         open_orders,
         seconds,
-        included.lower(),
+        len(included),
     )
     return Recovered(
         exchange=exchange,
@@ -97,4 +102,5 @@ async def recover(pool: asyncpg.Pool) -> Recovered:
         users=len(users),
         open_orders=open_orders,
         seconds=seconds,
+        included_transfer_ids=included,
     )

@@ -18,10 +18,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import asyncpg
+import msgspec
 import pytest
 import pytest_asyncio
 
-from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
+from probo.ledger import (
+    EngineState,
+    EntryRefused,
+    EntryUndone,
+    LedgerWriter,
+    engine_breaches,
+    ledger_breaches,
+)
 from probo.ledger import batch as batch_module
 from probo.ledger import writer as writer_module
 from probo.ledger.writer import BATCH_ENTRIES_MAX
@@ -296,3 +304,111 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
         async with pool.acquire() as conn:
             assert await conn.fetchval("SELECT count(*) FROM orders") == len(issued)
             assert await conn.fetchval("SELECT last_batch_id FROM ledger_head") > lost[0]
+
+
+# Postgres refuses these orders (a stand-in for any value the edge let through by
+# mistake): a real data error from a real server, on both ways of writing a batch.
+_POISON = """
+CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.client_order_id LIKE 'poison%' THEN
+        RAISE EXCEPTION 'poisoned order %', NEW.id USING ERRCODE = '22021';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_poison BEFORE INSERT ON orders
+    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
+"""
+POISON_EVERY = 97  # one command in this many is refused by Postgres
+POISONED_MARKET = 1
+POISONED_USERS = range(1, 5)  # the only users trading on the poisoned market
+
+
+def _partitioned(rng: random.Random, issued: list[tuple[int, int, int]]) -> object:
+    """A random command in which the poisoned market has users of its own."""
+    command = _command(rng, issued)
+    if type(command) is CancelOrder:
+        return command  # of an issued order: its user already fits
+    if command.market_id == POISONED_MARKET:
+        user_id = rng.choice(POISONED_USERS)
+    else:
+        user_id = rng.randint(POISONED_USERS[-1] + 1, USERS)
+    return msgspec.structs.replace(command, user_id=user_id)
+
+
+@pytest.mark.parametrize(
+    ("copy_batch_min", "batch_entries_max"),
+    [(1, BATCH_ENTRIES_MAX), (10**9, BATCH_ENTRIES_MAX), (1, 16)],
+    ids=["by-copy", "by-call", "by-copy-translated-ahead"],
+)
+async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
+    url: str,
+    pool: asyncpg.Pool,
+    copy_batch_min: int,
+    batch_entries_max: int,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Orders Postgres refuses, in bursts of random trading on three markets: each is
+    answered EntryRefused, what was decided after it on its market is undone
+    (EntryUndone), and the other markets, whose users never touch it, commit
+    everything. The engine is rebuilt from Postgres and equals it; the last burst, with
+    no poison, trades on every market; the ledger holds throughout."""
+    if batch_entries_max < BATCH_ENTRIES_MAX:
+        monkeypatch.setattr(batch_module, "STEP_ENTRIES", 2)
+    await _seed(pool)
+    async with pool.acquire() as conn:
+        await conn.execute(_POISON)
+    engine = Engine()
+    writer = LedgerWriter(
+        url, backlog_max=100_000, copy_batch_min=copy_batch_min, batch_entries_max=batch_entries_max
+    )
+    await engine.recover(pool)
+    async with pool.acquire() as conn:
+        await writer.load(conn)
+    writer.engine = engine
+    rng = random.Random(SEED)
+    issued: list[tuple[int, int, int]] = []
+    refused = 0
+    async with _running(pool, engine, writer) as hub:
+        for burst in range(4):
+            commands = [_partitioned(rng, issued) for _ in range(CHECK_EVERY)]
+            if burst < 3:  # the last burst is clean: trading goes on as before
+                for i in range(POISON_EVERY // 2, len(commands), POISON_EVERY):
+                    commands[i] = PlaceOrder(rng.choice(POISONED_USERS), POISONED_MARKET, "yes", "buy",
+                                             "limit", 5, 500, "gtc", f"poison-{burst}-{i}")  # fmt: skip
+            waiters = [engine.submit(command) for command in commands]  # type: ignore[arg-type]
+            results = await asyncio.wait_for(
+                asyncio.gather(*waiters, return_exceptions=True), COMMIT_TIMEOUT_S
+            )
+            async with pool.acquire() as conn:
+                stored = {r[0] for r in await conn.fetch("SELECT id FROM orders")}
+            committed = {m: 0 for m in MARKETS}
+            for command, result in zip(commands, results, strict=True):
+                poison = (getattr(command, "client_order_id", None) or "").startswith("poison")
+                market_id = command.market_id  # type: ignore[attr-defined]
+                if isinstance(result, EntryRefused):
+                    assert poison, command
+                    refused += 1
+                    continue
+                if isinstance(result, EntryUndone):
+                    assert market_id == POISONED_MARKET, command
+                    continue
+                assert not isinstance(result, BaseException), result
+                assert not poison, command
+                committed[market_id] += 1
+                for event in result.events:
+                    if type(event) is OrderAccepted:  # acknowledged, so it is stored
+                        assert event.order_id in stored
+                        issued.append((event.user_id, event.market_id, event.order_id))
+            assert all(committed.values()), committed
+            # Every answer is out; the rebuild follows once the writer has nothing left.
+            for _ in range(1000):
+                if not engine.paused:
+                    break
+                await asyncio.sleep(0.01)
+            assert not engine.paused, "the engine was not rebuilt"
+            await _recovered_equals_running(pool, engine, writer, hub)
+    assert refused >= 3
+    async with pool.acquire() as conn:
+        poisoned = "SELECT count(*) FROM orders WHERE client_order_id LIKE 'poison%'"
+        assert await conn.fetchval(poisoned) == 0
