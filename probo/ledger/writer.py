@@ -52,6 +52,7 @@ BATCH_ENTRIES_MAX = 16384  # commands per transaction
 # after an outage, bursts); smaller ones by one call (latency: one round trip).
 COPY_BATCH_MIN = 512
 RETRY_BACKOFF_S = (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0)
+REFUSED_ENTRY_LOGGED_CHARS_MAX = 4000  # a settlement lists every holder
 _T = TypeVar("_T")
 # Postgres error classes that pass with time: insufficient resources (disk full, out of
 # memory), objects in use or locked, operator intervention, system (I/O) errors. Any
@@ -488,10 +489,11 @@ class LedgerWriter:
         return True
 
     def _refuse(self, entry: Entry) -> None:
-        logger.bind(events=[repr(event) for event in entry.events]).critical(
+        logger.critical(
             "the ledger refused an engine decision on its own: not recorded, answered with "
-            "an error; what was decided after it on the same markets and users is undone and "
-            "the engine rebuilt from Postgres"
+            "an error; what was decided after it on its markets and users is undone and the "
+            "engine rebuilt from Postgres. The entry: {}",
+            repr(list(entry.events))[:REFUSED_ENTRY_LOGGED_CHARS_MAX],
         )
         metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("refused").inc()
         if self._quarantine is None:
