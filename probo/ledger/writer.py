@@ -330,6 +330,8 @@ class LedgerWriter:
                     batch = self._take()
                     if self._quarantine is not None:
                         batch = self._undo_quarantined(batch)
+                        if not batch:
+                            continue
                 elif self._quarantine is not None:
                     await self._end_quarantine()
                     continue
@@ -348,18 +350,8 @@ class LedgerWriter:
                         ahead = asyncio.create_task(self._build_ahead(ahead_batch))
                     await self._commit_until_done(batch, rows)
                 except _Refused:
-                    # Nothing more is decided on what may have to be undone.
-                    if self.engine is not None:
-                        self.engine.pause()
-                    if ahead is not None:  # built on this batch: back to the queue
-                        await self._put_back_ahead(ahead, ahead_batch)
-                        ahead = None
-                    if rows is not None:
-                        self._undo(rows)
-                    await self._isolate(batch)
-                    if self._quarantine is None and self.engine is not None:
-                        self.engine.resume()  # it all committed in parts: nothing to undo
-                    self._in_progress = 0
+                    await self._refused(batch, rows, ahead, ahead_batch)
+                    ahead = None
                     continue
                 self._in_progress -= len(batch)
                 self._published(batch)
@@ -450,12 +442,31 @@ class LedgerWriter:
 
     # --- what the ledger refuses --------------------------------------------------------------
 
+    async def _refused(
+        self,
+        batch: list[Entry],
+        rows: BatchRows | None,
+        ahead: asyncio.Task[BatchRows | None] | None,
+        ahead_batch: list[Entry],
+    ) -> None:
+        """`batch` (translated as `rows`, if it got that far) was refused for its data."""
+        if self.engine is not None:
+            self.engine.pause()  # nothing more is decided on what may have to be undone
+        if ahead is not None:  # built on this batch: back to the queue
+            await self._put_back_ahead(ahead, ahead_batch)
+        if rows is not None:
+            self._undo(rows)
+        await self._isolate(batch)
+        if self._quarantine is None and self.engine is not None:
+            self.engine.resume()  # it all committed in parts: nothing to undo
+        self._in_progress = 0
+
     async def _isolate(self, batch: list[Entry]) -> None:
         """`batch` was refused for what it holds: commit what comes before the entry that
         is refused on its own, refuse that one, and requeue the rest (quarantined)."""
         failing = await self._commit_or_find(batch)
         if failing is None:
-            logger.warning("a refused ledger batch of {} entries committed in parts", len(batch))
+            logger.warning("a refused ledger batch of {} entries committed after all", len(batch))
             return
         self._refuse(batch[failing])
         self._pending.extendleft(reversed(batch[failing + 1 :]))

@@ -412,3 +412,46 @@ async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
     async with pool.acquire() as conn:
         poisoned = "SELECT count(*) FROM orders WHERE client_order_id LIKE 'poison%'"
         assert await conn.fetchval(poisoned) == 0
+
+
+# Refused once only (a sequence is not rolled back with the refusal).
+_FLAKY = """
+CREATE SEQUENCE flaky_refusals;
+CREATE FUNCTION refuse_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.client_order_id = 'flaky' THEN
+        IF nextval('flaky_refusals') = 1 THEN
+            RAISE EXCEPTION 'refused once' USING ERRCODE = '23514';
+        END IF;
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE TRIGGER refuse_once BEFORE INSERT ON orders FOR EACH ROW EXECUTE FUNCTION refuse_once();
+"""
+
+
+async def test_a_refusal_that_does_not_recur_loses_nothing(url: str, pool: asyncpg.Pool) -> None:
+    """A batch refused once and then written in parts: every command commits, nothing
+    is undone, the engine resumes without a rebuild."""
+    await _seed(pool)
+    async with pool.acquire() as conn:
+        await conn.execute(_FLAKY)
+    engine = Engine()
+    writer = LedgerWriter(url, backlog_max=100_000)
+    await engine.recover(pool)
+    async with pool.acquire() as conn:
+        await writer.load(conn)
+    writer.engine = engine
+    rng = random.Random(SEED)
+    commands = [_command(rng, []) for _ in range(200)]
+    commands[100] = PlaceOrder(1, 1, "yes", "buy", "limit", 1, 100, "gtc", "flaky")
+    async with _running(pool, engine, writer) as hub:
+        entries = await asyncio.wait_for(
+            asyncio.gather(*(engine.submit(c) for c in commands)), COMMIT_TIMEOUT_S
+        )
+        assert not engine.paused
+        await _recovered_equals_running(pool, engine, writer, hub)
+    accepted = sum(1 for e in entries if e.events and type(e.events[0]) is OrderAccepted)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM orders") == accepted
+        assert await conn.fetchval("SELECT last_value FROM flaky_refusals") == 2  # refused once
