@@ -118,7 +118,9 @@ class Engine:
         self._pool: asyncpg.Pool | None = None  # where `recover` read from; `rebuild` reads again
         # Set while paused: the market tasks wait on it before their next command.
         self._resumed: asyncio.Event | None = None
-        self._opened_while_paused: dict[int, int] = {}  # market id -> tick
+        self._opened_while_paused: dict[
+            int, tuple[int, float | None]
+        ] = {}  # id -> (tick, closes_at)
 
     def attach(self, sink: EventSink) -> None:
         self._sink = sink
@@ -175,19 +177,24 @@ class Engine:
         ledger writer has written or refused everything decided before the pause."""
         assert self._pool is not None and self._resumed is not None, "pause() after recover()"
         tries = 0
-        while True:
+        while True:  # deciding on the old state would be wrong: only a loaded one will do
             try:
                 recovered = await self._load(self._pool)
                 break
-            except (*UNAVAILABLE_ERRORS, *CONFLICT_ERRORS) as exc:
+            except Exception as exc:
                 delay = REBUILD_BACKOFF_S[min(tries, len(REBUILD_BACKOFF_S) - 1)]
                 tries += 1
-                logger.warning("engine rebuild failed ({!r}); retry {} in {} s", exc, tries, delay)
+                transient = isinstance(exc, UNAVAILABLE_ERRORS + CONFLICT_ERRORS)
+                (logger.warning if transient else logger.opt(exception=exc).error)(
+                    "engine rebuild failed ({!r}); retry {} in {} s", exc, tries, delay
+                )
                 await asyncio.sleep(delay)
         # Markets created while the snapshot was read may be missing from it.
-        for market_id, tick in self._opened_while_paused.items():
+        for market_id, (tick, closes_at) in self._opened_while_paused.items():
             if market_id not in self.exchange.markets:
                 self.exchange.open_market(market_id, tick)
+            if closes_at is not None:
+                self.closes_at[market_id] = closes_at
         self._tell_watched_balances()
         self.resume()
         return recovered
@@ -232,7 +239,7 @@ class Engine:
         if market_id not in self.exchange.markets:
             self.exchange.open_market(market_id, tick)
         if self._resumed is not None:
-            self._opened_while_paused[market_id] = tick
+            self._opened_while_paused[market_id] = (tick, closes_at)
         self._start_market(market_id)
 
     # --- orders ----------------------------------------------------------------------------
