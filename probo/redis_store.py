@@ -56,15 +56,18 @@ class WaitingConnectionPool(BlockingConnectionPool):
             return await super().get_connection(*args, **kwargs)
         except MaxConnectionsError:
             raise
-        except RedisConnectionError as error:
-            # The blocking pool's wait is the only step that ends in a builtin
-            # TimeoutError; a failed connect raises redis's own errors instead.
-            if isinstance(error.__cause__, TimeoutError):
-                metrics.POOL_EXHAUSTED.labels("redis").inc()
-                raise MaxConnectionsError(
-                    f"all {self.max_connections} Redis connections stayed in use for {self.timeout} s"
-                ) from error
-            raise
+        except (RedisConnectionError, TimeoutError) as error:
+            # The wait for a free connection is the only step that ends in a builtin
+            # TimeoutError: redis-py raises it as the cause of a ConnectionError (older
+            # releases let it out as it is). A failed connect raises redis's own errors.
+            if not isinstance(error, TimeoutError) and not isinstance(
+                error.__cause__, TimeoutError
+            ):
+                raise
+            metrics.POOL_EXHAUSTED.labels("redis").inc()
+            raise MaxConnectionsError(
+                f"all {self.max_connections} Redis connections stayed in use for {self.timeout} s"
+            ) from error
 
 
 def connect_redis(
