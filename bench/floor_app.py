@@ -18,12 +18,13 @@ import msgspec
 import uvicorn
 from litestar import Litestar, post
 
+from probo.http_protocol import ProboHttpProtocol
 from probo.trading.types import OrderRequest
 
 # As `probo serve` runs uvicorn (probo/cli.py `serve`), less what needs the app's settings.
 UVICORN_SETTINGS: dict[str, object] = {
     "loop": "uvloop",
-    "http": "httptools",
+    "http": ProboHttpProtocol,
     "lifespan": "on",
     "access_log": False,
     "log_level": "warning",

@@ -20,7 +20,7 @@ from probo.errors import exception_handlers
 from probo.ledger import LedgerWriter
 from probo.observability import request_context_middleware
 from probo.orderbook import Engine, EngineMirror
-from probo.redis_store import connect_redis
+from probo.redis_store import connect_redis, connect_redis_subscriber
 
 VERSION = "0.1.0"
 SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger writer
@@ -68,6 +68,7 @@ def create_app(
             twilio_base_url=settings.twilio_base_url,
         )
         redis = connect_redis(settings.redis_url)
+        subscriber = connect_redis_subscriber(settings.redis_url)
         try:
             async with pool.acquire() as conn:
                 await migrate(conn)
@@ -78,7 +79,9 @@ def create_app(
                 await writer.load(conn)
             engine.attach(writer)
             writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
-            revocations = auth.RevocationList(pool, redis, settings.redis_key_prefix)
+            revocations = auth.RevocationList(
+                pool, redis, settings.redis_key_prefix, subscriber=subscriber
+            )
             hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
             hub.load()  # the recovered books are the committed ones
             writer.on_commit = hub.committed
@@ -149,6 +152,7 @@ def create_app(
             await asyncio.gather(*background, return_exceptions=True)
             collector.restore()
             await sms_provider.close()
+            await subscriber.aclose()
             await redis.aclose()
             await pool.close()
 

@@ -25,6 +25,7 @@ from loguru import logger
 
 from probo.config import DEV_JWT_SECRET, ConfigError, Settings, load_settings, prod_warnings
 from probo.db import with_database
+from probo.http_protocol import ProboHttpProtocol
 from probo.observability import configure_logging
 
 EMBEDDED_DATABASE = "probo"
@@ -45,6 +46,9 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
     "ws_ping_timeout": WS_PING_INTERVAL_S,
     "ws_max_size": WS_CLIENT_FRAME_BYTES_MAX,
 }
+# uvicorn's settings for `probo serve` and the test servers alike: the HTTP protocol
+# that bounds request heads and answers its refusals in our error shape, and the above.
+SERVER_OPTIONS: dict[str, Any] = {"http": ProboHttpProtocol, **WEBSOCKET_OPTIONS}
 
 
 async def _ensure_database(admin_url: str, name: str) -> None:
@@ -124,12 +128,11 @@ def serve(settings: Settings) -> int:
             host=settings.host,
             port=settings.port,
             loop="uvloop",
-            http="httptools",
             lifespan="on",
             access_log=False,
             log_level="warning",
             timeout_graceful_shutdown=10,
-            **WEBSOCKET_OPTIONS,
+            **SERVER_OPTIONS,
         )
     return 0
 

@@ -1,14 +1,23 @@
 """Postgres connections: the pool, schema migration, and the error translations
-every store shares (an unreachable database is a 503, never a 500)."""
+every store shares (an unreachable database is a 503, never a 500).
+
+A request waits, for at most POOL_ACQUIRE_TIMEOUT_S, for a free pooled connection. A
+pool still full after that raises PoolExhausted: overload, told apart from an outage
+(a 503 that says "busy" and counts in `probo_pool_exhausted_total`), though it is a
+TimeoutError still, so code that treats "no connection" as "try later" keeps doing so.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from loguru import logger
+
+from probo import metrics
 
 SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
 # Any number that is ours alone: serialises concurrent migrations of one database.
@@ -32,9 +41,28 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 CONFLICT_ERRORS: tuple[type[BaseException], ...] = (asyncpg.exceptions.TransactionRollbackError,)
 
 
-def connection(pool: asyncpg.Pool) -> Any:
-    """A pooled connection, waited for at most POOL_ACQUIRE_TIMEOUT_S (then TimeoutError)."""
-    return pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S)
+class PoolExhausted(TimeoutError):
+    """Every pooled connection stayed in use for POOL_ACQUIRE_TIMEOUT_S."""
+
+
+@asynccontextmanager
+async def connection(pool: asyncpg.Pool) -> AsyncIterator[asyncpg.Connection]:
+    """A pooled connection, waited for at most POOL_ACQUIRE_TIMEOUT_S; then PoolExhausted,
+    or TimeoutError when the wait went on a connect to an unresponsive server."""
+    try:
+        conn = await pool.acquire(timeout=POOL_ACQUIRE_TIMEOUT_S)
+    except TimeoutError:
+        if pool.get_idle_size() == 0 and pool.get_size() >= pool.get_max_size():
+            metrics.POOL_EXHAUSTED.labels("postgres").inc()
+            raise PoolExhausted(
+                f"all {pool.get_max_size()} Postgres connections stayed in use for "
+                f"{POOL_ACQUIRE_TIMEOUT_S} s"
+            ) from None
+        raise
+    try:
+        yield conn
+    finally:
+        await pool.release(conn)
 
 
 def with_database(url: str, name: str) -> str:

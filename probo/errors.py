@@ -22,7 +22,10 @@ from litestar.exceptions import (
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from loguru import logger
 
-from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
+from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS, PoolExhausted
+
+# What a client is asked to wait after a "busy" refusal: a full pool drains in moments.
+BUSY_RETRY_AFTER_S = 1
 
 
 class ApiError(Exception):
@@ -153,6 +156,17 @@ def _database_unavailable_handler(request: Request, exc: Exception) -> Response[
     )
 
 
+def _pool_exhausted_handler(request: Request, exc: PoolExhausted) -> Response[dict[str, Any]]:
+    # Overload, not an outage: the database answers, every connection to it is busy.
+    logger.warning("{} on {} {}", exc, request.method, request.url.path)
+    return _response(
+        503,
+        "unavailable",
+        "the service is busy; retry in a moment",
+        {"Retry-After": str(BUSY_RETRY_AFTER_S)},
+    )
+
+
 def _conflict_handler(request: Request, exc: Exception) -> Response[dict[str, Any]]:
     # Postgres aborted this transaction to resolve a conflict with another; nothing of
     # it was applied, so the client may simply retry.
@@ -191,6 +205,7 @@ exception_handlers = {
     NotFoundException: _http_handler,
     HTTPException: _http_handler,
     **{error: _database_unavailable_handler for error in UNAVAILABLE_ERRORS},
+    PoolExhausted: _pool_exhausted_handler,
     **{error: _conflict_handler for error in CONFLICT_ERRORS},
     asyncpg.CharacterNotInRepertoireError: _bad_text_handler,
     asyncpg.UntranslatableCharacterError: _bad_text_handler,

@@ -14,6 +14,11 @@ HTTP_LATENCY = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
 )
 OTP_SENT = Counter("probo_otp_sent_total", "OTPs sent, by SMS provider", ["provider"])
+POOL_EXHAUSTED = Counter(
+    "probo_pool_exhausted_total",
+    "requests refused because every pooled connection stayed in use for the pool's bounded wait",
+    ["pool"],
+)
 OTP_VERIFY = Counter("probo_otp_verify_total", "OTP verifications, by result", ["result"])
 ENGINE_MIRROR_APPLIED = Counter(
     "probo_engine_mirror_applied_total", "outside credits applied to the engine", ["path"]

@@ -30,7 +30,7 @@ import uvloop
 from litestar import Litestar
 
 from probo.app import create_app
-from probo.cli import WEBSOCKET_OPTIONS
+from probo.cli import SERVER_OPTIONS
 from probo.config import Settings, load_settings
 from probo.db import migrate, with_database
 from probo.ledger import audit_url, ledger_breaches
@@ -226,7 +226,7 @@ async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
         log_level="warning",
         access_log=False,
         timeout_keep_alive=60,
-        **WEBSOCKET_OPTIONS,
+        **SERVER_OPTIONS,
     )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

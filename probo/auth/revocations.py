@@ -4,7 +4,9 @@ checked against an in-memory copy, so no request waits on either store.
 Start-up loads every unexpired revocation from Postgres before the process is ready,
 so a restart never forgets a logout, even with Redis away. A background listener
 follows other processes' revocations through pub/sub and reloads from Postgres each
-time it (re)connects; while Redis is away the last known revocations stand.
+time it (re)connects; while Redis is away the last known revocations stand. The
+listener subscribes through its own client (`subscriber`), so its connection is never
+one a burst of logins waits for in the command pool, nor the other way round.
 """
 
 from __future__ import annotations
@@ -27,9 +29,17 @@ RELOAD_INTERVAL_S = 30.0
 
 
 class RevocationList:
-    def __init__(self, pool: asyncpg.Pool, redis: aioredis.Redis, key_prefix: str) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        redis: aioredis.Redis,
+        key_prefix: str,
+        *,
+        subscriber: aioredis.Redis,
+    ) -> None:
         self._pool = pool
-        self._redis = redis
+        self._redis = redis  # publishes, through the shared command pool
+        self._subscriber = subscriber
         self._channel = key_prefix + "revocations"
         self._expiry_by_jti: dict[str, int] = {}
         self._last_purge = time.monotonic()
@@ -83,7 +93,7 @@ class RevocationList:
         """
         delay_s = 0.1
         while True:
-            pubsub = self._redis.pubsub()
+            pubsub = self._subscriber.pubsub()
             try:
                 await pubsub.subscribe(self._channel)
                 # Subscribe first, then reload: nothing published in between is missed.

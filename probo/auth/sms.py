@@ -26,6 +26,8 @@ import httpx
 import msgspec
 from loguru import logger
 
+from probo import metrics
+
 # One retry at most: the caller is an HTTP request waiting on this send, so a long
 # retry loop would just turn a provider outage into a slow login page.
 SEND_TRIES_MAX = 2
@@ -36,6 +38,14 @@ SEND_RETRY_BACKOFF_S = 0.25
 TOO_MANY_REQUESTS = 429
 # The outbox holds live OTPs, so it is created readable by its owner only.
 OUTBOX_FILE_MODE = 0o600
+# Connections to Twilio at once. Twilio refuses an account's requests beyond its
+# concurrency limit (error 20429; 100 by default), so one process stays well under it
+# and leaves room for anything else sharing the account. A send takes a few hundred
+# ms, so 50 still carry a burst of a hundred or more logins a second.
+TWILIO_CONNECTIONS_MAX = 50
+# How long a send waits for one of them when all are busy, before giving up on this
+# send: the same patience as the Redis and Postgres pools.
+TWILIO_POOL_WAIT_S = 5.0
 
 
 class SmsError(Exception):
@@ -123,6 +133,8 @@ class TwilioSms:
         from_number: str,
         base_url: str = "https://api.twilio.com",
         timeout_s: float = 10.0,
+        connections_max: int = TWILIO_CONNECTIONS_MAX,
+        pool_wait_s: float = TWILIO_POOL_WAIT_S,
     ) -> None:
         self.account_sid = account_sid
         self.from_number = from_number
@@ -132,12 +144,18 @@ class TwilioSms:
         # One client for the life of the process so sends reuse TLS connections. The
         # token lives only inside the client's auth, never on `self`, so it cannot leak
         # through a repr or a debugger dump of this object.
+        # Idle connections are all kept (for httpx's keep-alive expiry), so the sends
+        # after a burst reuse its TLS sessions instead of handshaking again.
         self._client = httpx.AsyncClient(
             base_url=base_url.rstrip("/"),
             auth=httpx.BasicAuth(account_sid, auth_token),
-            timeout=timeout_s,
+            timeout=httpx.Timeout(timeout_s, pool=pool_wait_s),
+            limits=httpx.Limits(
+                max_connections=connections_max, max_keepalive_connections=connections_max
+            ),
             headers={"Accept": "application/json"},
         )
+        self._pool_wait_s = pool_wait_s
 
     async def send(self, to: str, body: str, otp: str) -> None:
         # `otp` is already inside `body`; Twilio needs nothing else. Neither is ever put
@@ -147,6 +165,13 @@ class TwilioSms:
         for attempt in range(1, SEND_TRIES_MAX + 1):
             try:
                 response = await self._client.post(self._messages_path, data=form)
+            except httpx.PoolTimeout:
+                # Every connection stayed busy: this process is over its share of
+                # Twilio's concurrency, and trying again would only queue again.
+                metrics.POOL_EXHAUSTED.labels("twilio").inc()
+                raise SmsError(
+                    f"no free connection to Twilio within {self._pool_wait_s} s"
+                ) from None
             except httpx.TransportError as error:
                 # Connection refused, reset or timed out. After a timeout Twilio may have
                 # sent the message anyway; a retry can then deliver the same OTP twice,

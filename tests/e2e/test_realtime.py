@@ -25,7 +25,7 @@ from litestar import Litestar
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from probo.cli import WEBSOCKET_OPTIONS
+from probo.cli import SERVER_OPTIONS
 from probo.realtime import subscriber as subscriber_module
 from tests.conftest import free_port, login
 from tests.trading import Trader, create_market, funded_trader
@@ -616,7 +616,7 @@ async def test_connections_that_negotiate_compression_are_served_through_asgi(
     port = free_port()
     config = uvicorn.Config(
         app, host="127.0.0.1", port=port, lifespan="off", log_level="warning",
-        **{**WEBSOCKET_OPTIONS, "ws_per_message_deflate": True},
+        **{**SERVER_OPTIONS, "ws_per_message_deflate": True},
     )  # fmt: skip
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())

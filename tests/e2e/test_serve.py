@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -60,6 +61,13 @@ def _stop(process: subprocess.Popen) -> int:
     return process.wait(STOP_TIMEOUT_S)
 
 
+def _raw_status(port: int, head: bytes) -> int:
+    """The status the server answers `head` with, sent over a bare socket."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head)
+        return int(sock.makefile("rb").readline().split()[1])
+
+
 def _login(base: str, outbox: Path, phone: str) -> str:
     assert httpx.post(f"{base}/api/v1/auth/otp", json={"phone": phone}).status_code == 202
     otp = [
@@ -94,6 +102,9 @@ def test_serve_on_embedded_servers_is_ready_and_keeps_data_across_restarts(
         assert httpx.get(f"{base}/healthz").status_code == 200
         assert "probo_http_requests_total" in httpx.get(f"{base}/metrics").text
         assert httpx.get(f"{base}/schema/openapi.json").json()["info"]["title"] == "Probo"
+        # It serves through probo's HTTP protocol, which bounds request heads.
+        huge = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Huge: " + b"h" * 100_000 + b"\r\n\r\n"
+        assert _raw_status(port, huge) == 431
         token = _login(base, data_dir / "sms-outbox.jsonl", phone)
         headers = {"Authorization": f"Bearer {token}"}
         deposit = httpx.post(

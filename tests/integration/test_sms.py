@@ -206,6 +206,35 @@ async def test_twilio_timeout_raises_sms_error(fake_twilio: FakeTwilio, fast_ret
     assert len(fake_twilio.requests) == 2
 
 
+async def test_twilio_sends_wait_for_a_free_connection_then_give_up_without_retrying(
+    fake_twilio: FakeTwilio,
+) -> None:
+    fake_twilio.stall = True
+    twilio = TwilioSms(
+        ACCOUNT_SID,
+        AUTH_TOKEN,
+        FROM_NUMBER,
+        base_url=fake_twilio.base_url,
+        connections_max=1,
+        pool_wait_s=0.1,
+    )
+    first = asyncio.create_task(twilio.send(TO_NUMBER, BODY, OTP))
+    try:
+        for _ in range(500):  # until the first send holds the only connection
+            if fake_twilio.requests:
+                break
+            await asyncio.sleep(0.01)
+        with pytest.raises(SmsError, match="no free connection") as raised:
+            await twilio.send(TO_NUMBER, BODY, OTP)
+    finally:
+        first.cancel()
+        await asyncio.gather(first, return_exceptions=True)
+        await twilio.close()
+    assert OTP not in str(raised.value)
+    # The second send never reached Twilio, and was not tried again.
+    assert len(fake_twilio.requests) == 1
+
+
 async def test_twilio_closed_port_raises_sms_error(fast_retry: None) -> None:
     # Bind then release a port so nothing is listening on it.
     with socket.socket() as probe:
