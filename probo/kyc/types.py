@@ -7,14 +7,16 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.storable import StorableText
+
 KycStatus = Literal["NONE", "PENDING", "VERIFIED", "REJECTED"]
 
 
 class KycSubmission(msgspec.Struct, forbid_unknown_fields=True):
-    pan: Annotated[str, msgspec.Meta(max_length=32)]
-    name: Annotated[str, msgspec.Meta(max_length=200)]
-    bank_account: Annotated[str, msgspec.Meta(max_length=64)]
-    ifsc: Annotated[str, msgspec.Meta(max_length=32)]
+    pan: Annotated[StorableText, msgspec.Meta(max_length=32)]
+    name: Annotated[StorableText, msgspec.Meta(max_length=200)]
+    bank_account: Annotated[StorableText, msgspec.Meta(max_length=64)]
+    ifsc: Annotated[StorableText, msgspec.Meta(max_length=32)]
 
 
 class KycView(msgspec.Struct):
@@ -52,4 +54,4 @@ class KycAdminPage(msgspec.Struct):
 
 class KycDecision(msgspec.Struct, forbid_unknown_fields=True):
     decision: Literal["VERIFIED", "REJECTED"]
-    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    reason: Annotated[StorableText, msgspec.Meta(max_length=500)] | None = None
