@@ -9,20 +9,23 @@ from typing import Annotated, TypeVar
 from litestar.params import Parameter
 
 from probo.errors import validation_error
-from probo.storable import BIGINT_MAX, storable_text_parameter
+from probo.storable import BIGINT_MAX
 
 T = TypeVar("T")
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
 CURSOR_LENGTH_MAX = 64
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded URL-safe base64, as encode_cursor writes it
 
 Limit = Annotated[
     int, Parameter(ge=1, le=LIMIT_MAX, default=LIMIT_DEFAULT, description="page size")
 ]
 Cursor = Annotated[
     str | None,
-    storable_text_parameter(max_length=CURSOR_LENGTH_MAX, description="from next_cursor"),
+    Parameter(
+        pattern=CURSOR_PATTERN, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"
+    ),
 ]
 
 

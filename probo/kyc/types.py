@@ -11,12 +11,44 @@ from probo.storable import StorableText
 
 KycStatus = Literal["NONE", "PENDING", "VERIFIED", "REJECTED"]
 
+# The shapes the service accepts before it normalises (probo/kyc/service.py): case and
+# spaces around are forgiven, spaces inside an account number too. Each excludes U+0000.
+Pan = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z]{5}[0-9]{4}[A-Za-z]\s*$",
+        max_length=32,
+        description="AAAAA9999A, any case",
+    ),
+]
+Ifsc = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z]{4}0[A-Za-z0-9]{6}\s*$",
+        max_length=32,
+        description="AAAA0XXXXXX, any case",
+    ),
+]
+BankAccount = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^\s*(?:[0-9]\s*){9,18}$", max_length=64, description="9 to 18 digits"),
+]
+PersonName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z][A-Za-z.'\-\s]*$",
+        max_length=200,
+        description="letters, spaces, dots, hyphens, apostrophes; at most 100 once spaces "
+        "are collapsed",
+    ),
+]
+
 
 class KycSubmission(msgspec.Struct, forbid_unknown_fields=True):
-    pan: Annotated[StorableText, msgspec.Meta(max_length=32)]
-    name: Annotated[StorableText, msgspec.Meta(max_length=200)]
-    bank_account: Annotated[StorableText, msgspec.Meta(max_length=64)]
-    ifsc: Annotated[StorableText, msgspec.Meta(max_length=32)]
+    pan: Pan
+    name: PersonName
+    bank_account: BankAccount
+    ifsc: Ifsc
 
 
 class KycView(msgspec.Struct):
