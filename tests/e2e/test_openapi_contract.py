@@ -80,8 +80,9 @@ async def open_example_market(
     assert market["id"] == EXAMPLE_MARKET_ID
 
 
-async def schemathesis(base_url: str, token: str, *options: str) -> tuple[int, str]:
-    """Run the schemathesis CLI against the server; (exit code, output)."""
+async def schemathesis(base_url: str, token: str, workdir: Path, *options: str) -> tuple[int, str]:
+    """Run the schemathesis CLI against the server; (exit code, output). Its cache goes
+    under `workdir`."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -108,6 +109,7 @@ async def schemathesis(base_url: str, token: str, *options: str) -> tuple[int, s
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env={**os.environ, "NO_COLOR": "1"},
+        cwd=workdir,
     )
     output, _ = await asyncio.wait_for(process.communicate(), RUN_TIMEOUT_S)
     assert process.returncode is not None
@@ -129,6 +131,7 @@ async def test_schemathesis_finds_no_failure_and_generated_orders_trade(
     admin: dict[str, str],
     admin_login: tuple[str, dict],
     db: asyncpg.Pool,
+    tmp_path: Path,
 ) -> None:
     await open_example_market(client, admin, db)
     trader = await funded_trader(client, outbox_path)
@@ -143,10 +146,10 @@ async def test_schemathesis_finds_no_failure_and_generated_orders_trade(
     orders_before = await db.fetchval("SELECT coalesce(max(id), 0) FROM orders")
     base_url = str(client.base_url).rstrip("/")
 
-    code, output = await schemathesis(base_url, trader.token)
+    code, output = await schemathesis(base_url, trader.token, tmp_path)
     print(report(output))
     assert code == 0, report(output)
-    code, output = await schemathesis(base_url, admin_token, "--include-tag", "admin")
+    code, output = await schemathesis(base_url, admin_token, tmp_path, "--include-tag", "admin")
     print(report(output))
     assert code == 0, report(output)
 
