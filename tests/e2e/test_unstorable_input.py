@@ -13,15 +13,10 @@ from pathlib import Path
 
 import httpx
 from litestar import Litestar
-from prometheus_client import REGISTRY
 
 from tests.conftest import assert_error
 from tests.e2e.test_withdrawals import verified_trader, withdraw
-from tests.trading import create_market, funded_trader
-
-
-def ledger_commit_failures() -> float:
-    return REGISTRY.get_sample_value("probo_ledger_commit_failures_total") or 0.0
+from tests.trading import create_market, funded_trader, ledger_commit_failures
 
 
 async def test_a_nul_in_client_order_id_is_422_and_the_next_order_trades(

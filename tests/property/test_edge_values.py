@@ -32,11 +32,10 @@ import pytest_asyncio
 from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from litestar import Litestar
-from prometheus_client import REGISTRY
 
 from tests.conftest import bearer
 from tests.e2e.test_withdrawals import verified_trader
-from tests.trading import create_market
+from tests.trading import create_market, ledger_commit_failures
 
 MAX_EXAMPLES = 40  # per command
 DEPOSIT = 10_000_000  # paise: the most one deposit may bring
@@ -203,10 +202,6 @@ COMMANDS: dict[str, Callable[[Scene], st.SearchStrategy[Request]]] = {
 
 
 # --- the run -----------------------------------------------------------------------------
-
-
-def ledger_commit_failures() -> float:
-    return REGISTRY.get_sample_value("probo_ledger_commit_failures_total") or 0.0
 
 
 def send(http: httpx.Client, request: Request) -> httpx.Response:
