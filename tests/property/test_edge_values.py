@@ -123,10 +123,6 @@ def query(**values: object) -> str:
     return "?" + urlencode(present, quote_via=quote, errors="surrogatepass") if present else ""
 
 
-def body_of(**fields: object) -> dict[str, object]:
-    return {name: value for name, value in fields.items() if value is not MISSING}
-
-
 # --- the commands --------------------------------------------------------------------
 
 
