@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from litestar import Litestar, Request
-from litestar.openapi import OpenAPIConfig
 from litestar.types import Receive, Scope, Send
 from loguru import logger
 
@@ -19,6 +18,11 @@ from probo.db import create_pool, migrate
 from probo.errors import exception_handlers
 from probo.ledger import LedgerWriter
 from probo.observability import request_context_middleware
+from probo.openapi import (
+    PublishedOpenAPIConfig,
+    StrictStructSchemaPlugin,
+    refuse_unknown_document_paths,
+)
 from probo.orderbook import Engine, EngineMirror
 from probo.redis_store import connect_redis, connect_redis_subscriber
 
@@ -27,6 +31,7 @@ SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger write
 
 
 async def _before_request(request: Request) -> None:
+    refuse_unknown_document_paths(request)
     auth.authenticate_first(request)
     await check_body_strictly(request)
 
@@ -180,6 +185,7 @@ def create_app(
         exception_handlers=exception_handlers,  # type: ignore[arg-type]
         middleware=[request_context_middleware],
         request_max_body_size=settings.request_body_bytes_max,
-        openapi_config=OpenAPIConfig(title="Probo", version=VERSION, path="/schema"),
+        openapi_config=PublishedOpenAPIConfig(title="Probo", version=VERSION, path="/schema"),
+        plugins=[StrictStructSchemaPlugin()],
         debug=False,
     )

@@ -8,10 +8,23 @@ well-formed body of the wrong shape or types is 422, both `validation_error`.
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 from litestar import Request
 
 from probo.errors import validation_error
+
+# One strict decoder per body type: msgspec rebuilds the type's decoding plan on every
+# `decode(type=...)` of a union, a cost the order route would pay per request.
+_strict_decoders: dict[Any, msgspec.json.Decoder[Any]] = {}
+
+
+def _strict_decoder(annotation: Any) -> msgspec.json.Decoder[Any]:
+    decoder = _strict_decoders.get(annotation)
+    if decoder is None:
+        decoder = _strict_decoders[annotation] = msgspec.json.Decoder(annotation, strict=True)
+    return decoder
 
 
 async def check_body_strictly(request: Request) -> None:
@@ -21,7 +34,7 @@ async def check_body_strictly(request: Request) -> None:
         return
     body = await request.body()
     try:
-        msgspec.json.decode(body, type=data_field.annotation, strict=True)
+        _strict_decoder(data_field.annotation).decode(body)
     except msgspec.ValidationError as exc:
         raise validation_error(str(exc), status_code=422) from None
     except (msgspec.DecodeError, UnicodeDecodeError):

@@ -18,6 +18,8 @@ JWT_SECRET_LENGTH_MIN = 32
 SMS_PROVIDERS = ("outbox", "console", "twilio")
 RECONCILE_INTERVAL_MIN_S = 0.05
 RECONCILE_INTERVAL_MAX_S = 3600.0
+DEPOSIT_AMOUNT_MIN = 100  # paise; the wire types state the same range (probo/wallet/types.py)
+DEPOSIT_AMOUNT_MAX = 10_000_000
 
 
 class ConfigError(ValueError):
@@ -56,8 +58,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
 
     signup_bonus: int = 1500
     referral_bonus: int = 1000
-    deposit_amount_min: int = 100
-    deposit_amount_max: int = 10_000_000
+    deposit_amount_min: int = DEPOSIT_AMOUNT_MIN
+    deposit_amount_max: int = DEPOSIT_AMOUNT_MAX
 
     order_rate_limit: int = 50
     ack_timeout_ms: int = 5000

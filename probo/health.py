@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 
 import msgspec
-from litestar import Response, get
+from litestar import MediaType, Response, get
 from litestar.datastructures import State
 
 from probo import metrics
@@ -18,6 +18,7 @@ from probo.auth import Claims
 from probo.db import UNAVAILABLE_ERRORS, connection
 from probo.errors import error_body, unavailable
 from probo.ledger import Breach, EngineState, engine_breaches, ledger_breaches
+from probo.openapi import error_responses
 from probo.redis_store import REDIS_UNAVAILABLE_ERRORS
 
 CHECK_TIMEOUT_S = 1.0
@@ -60,8 +61,9 @@ async def healthz() -> Alive:
     "/readyz",
     tags=["operations"],
     summary="Ready to serve: Postgres up, engine recovered, ledger writer committing",
+    responses=error_responses(503),
 )
-async def readyz(state: State) -> Response:
+async def readyz(state: State) -> Response[Readiness]:
     if not getattr(state, "started", False):
         return Response(error_body("unavailable", "starting"), status_code=503)
     postgres, redis = await asyncio.gather(_postgres_ok(state), _redis_ok(state))
@@ -81,7 +83,13 @@ async def readyz(state: State) -> Response:
     return Response(body, status_code=503)
 
 
-@get("/metrics", tags=["operations"], summary="Prometheus metrics", include_in_schema=True)
+@get(
+    "/metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    media_type=MediaType.TEXT,
+    include_in_schema=True,
+)
 async def metrics_endpoint() -> Response[bytes]:
     body, content_type = metrics.render()
     return Response(body, media_type=content_type)
@@ -98,6 +106,7 @@ class AuditReport(msgspec.Struct):
     summary="SPEC §3 invariants 1-5 against the live engine",
     description="Meaningful when trading is idle: the engine's state is taken, the ledger writer drained, "
     "then Postgres read and compared.",
+    responses=error_responses(401, 403, 503),
 )
 async def live_audit(admin: Claims, state: State) -> AuditReport:
     cash, positions, escrow, open_orders = state.engine.state()

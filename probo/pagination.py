@@ -9,20 +9,23 @@ from typing import Annotated, TypeVar
 from litestar.params import Parameter
 
 from probo.errors import validation_error
+from probo.storable import BIGINT_MAX
 
 T = TypeVar("T")
 
 LIMIT_DEFAULT = 50
 LIMIT_MAX = 200
 CURSOR_LENGTH_MAX = 64
-ID_MAX = 2**63 - 1
+CURSOR_PATTERN = r"^[A-Za-z0-9_-]*$"  # unpadded URL-safe base64, as encode_cursor writes it
 
 Limit = Annotated[
     int, Parameter(ge=1, le=LIMIT_MAX, default=LIMIT_DEFAULT, description="page size")
 ]
 Cursor = Annotated[
     str | None,
-    Parameter(default=None, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"),
+    Parameter(
+        pattern=CURSOR_PATTERN, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"
+    ),
 ]
 
 
@@ -41,7 +44,7 @@ def decode_cursor(cursor: str | None) -> int | None:
         last_id = int(raw_id)
     except (ValueError, UnicodeDecodeError):
         raise validation_error("invalid cursor", status_code=400) from None
-    if prefix != "id" or not 0 < last_id <= ID_MAX:  # ids are Postgres bigints
+    if prefix != "id" or not 0 < last_id <= BIGINT_MAX:  # ids are Postgres bigints
         raise validation_error("invalid cursor", status_code=400)
     return last_id
 

@@ -10,6 +10,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 from litestar import Litestar
+from prometheus_client import REGISTRY
 
 from probo.ledger import EngineState, engine_breaches
 from tests.conftest import bearer, login
@@ -111,6 +112,11 @@ async def engine_differences(app: Litestar, db: asyncpg.Pool) -> list[str]:
             ),
         )
     return [breach.message for breach in breaches]
+
+
+def ledger_commit_failures() -> float:
+    """Ledger batches the writer has failed to commit (and retried), in this process."""
+    return REGISTRY.get_sample_value("probo_ledger_commit_failures_total") or 0.0
 
 
 async def live_audit(client: httpx.AsyncClient, admin: dict[str, str]) -> dict:

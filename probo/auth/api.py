@@ -18,6 +18,7 @@ from probo.auth.tokens import Claims, InvalidToken
 from probo.auth.types import LoggedOut, LoginResult, Me, OtpRequest, OtpSent, VerifyRequest
 from probo.config import Settings
 from probo.errors import forbidden, unauthorized
+from probo.openapi import error_responses
 
 SESSION_COOKIE = "probo_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -138,12 +139,26 @@ def _session_cookie(settings: Settings, token: str, max_age: int) -> Cookie:
     )
 
 
-@post("/api/v1/auth/otp", status_code=202, tags=["auth"], summary="Send a login code by SMS")
+@post(
+    "/api/v1/auth/otp",
+    status_code=202,
+    tags=["auth"],
+    summary="Send a login code by SMS",
+    responses=error_responses(400, 413, 422, 429, 503),
+)
 async def request_otp(data: OtpRequest, request: Request, auth: AuthService) -> OtpSent:
     return await auth.request_otp(data.phone, client_ip(request))
 
 
-@post("/api/v1/auth/verify", status_code=200, tags=["auth"], summary="Log in with the code")
+@post(
+    "/api/v1/auth/verify",
+    status_code=200,
+    tags=["auth"],
+    summary="Log in with the code",
+    responses=error_responses(
+        400, 401, 413, 422, 429, 503, codes={401: "otp_invalid, otp_expired"}
+    ),
+)
 async def verify_otp(
     data: VerifyRequest, request: Request, auth: AuthService, state: State
 ) -> Response[LoginResult]:
@@ -153,13 +168,19 @@ async def verify_otp(
     )
 
 
-@post("/api/v1/auth/logout", status_code=200, tags=["auth"], summary="Revoke this session")
+@post(
+    "/api/v1/auth/logout",
+    status_code=200,
+    tags=["auth"],
+    summary="Revoke this session",
+    responses=error_responses(401, 403, 503),
+)
 async def logout(principal: Claims, auth: AuthService, state: State) -> Response[LoggedOut]:
     await auth.logout(principal)
     return Response(LoggedOut(), cookies=[_session_cookie(state.settings, "", 0)])
 
 
-@get("/api/v1/me", tags=["auth"], summary="Who am I")
+@get("/api/v1/me", tags=["auth"], summary="Who am I", responses=error_responses(401, 503))
 async def me(principal: Claims, auth: AuthService) -> Me:
     return await auth.me(principal.user_id)
 

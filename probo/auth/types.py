@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.storable import StorableText
+
 Phone = Annotated[
-    str, msgspec.Meta(min_length=1, max_length=32, description="E.164, or a 10-digit Indian mobile")
+    StorableText,
+    msgspec.Meta(min_length=1, max_length=32, description="E.164, or a 10-digit Indian mobile"),
 ]
 OtpDigits = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="6 digits")]
 

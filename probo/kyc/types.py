@@ -7,14 +7,48 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.storable import StorableText
+
 KycStatus = Literal["NONE", "PENDING", "VERIFIED", "REJECTED"]
+
+# The shapes the service accepts before it normalises (probo/kyc/service.py): case and
+# spaces around are forgiven, spaces inside an account number too. Each excludes U+0000.
+Pan = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z]{5}[0-9]{4}[A-Za-z]\s*$",
+        max_length=32,
+        description="AAAAA9999A, any case",
+    ),
+]
+Ifsc = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z]{4}0[A-Za-z0-9]{6}\s*$",
+        max_length=32,
+        description="AAAA0XXXXXX, any case",
+    ),
+]
+BankAccount = Annotated[
+    str,
+    msgspec.Meta(pattern=r"^\s*(?:[0-9]\s*){9,18}$", max_length=64, description="9 to 18 digits"),
+]
+PersonName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=r"^\s*[A-Za-z][A-Za-z.'\-\s]*$",
+        max_length=200,
+        description="letters, spaces, dots, hyphens, apostrophes; at most 100 once spaces "
+        "are collapsed",
+    ),
+]
 
 
 class KycSubmission(msgspec.Struct, forbid_unknown_fields=True):
-    pan: Annotated[str, msgspec.Meta(max_length=32)]
-    name: Annotated[str, msgspec.Meta(max_length=200)]
-    bank_account: Annotated[str, msgspec.Meta(max_length=64)]
-    ifsc: Annotated[str, msgspec.Meta(max_length=32)]
+    pan: Pan
+    name: PersonName
+    bank_account: BankAccount
+    ifsc: Ifsc
 
 
 class KycView(msgspec.Struct):
@@ -52,4 +86,4 @@ class KycAdminPage(msgspec.Struct):
 
 class KycDecision(msgspec.Struct, forbid_unknown_fields=True):
     decision: Literal["VERIFIED", "REJECTED"]
-    reason: Annotated[str, msgspec.Meta(max_length=500)] | None = None
+    reason: Annotated[StorableText, msgspec.Meta(max_length=500)] | None = None

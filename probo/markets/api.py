@@ -20,15 +20,23 @@ from probo.markets.types import (
     Resolution,
     TradePage,
 )
+from probo.openapi import error_responses
 from probo.pagination import Cursor, Limit, decode_cursor
 from probo.realtime import OrderBook
+from probo.storable import BIGINT_MAX, storable_text_parameter
 
-MarketId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
+MarketId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
 StatusFilter = Annotated[
     Literal["open", "paused", "closed", "resolved"] | None, Parameter(default=None)
 ]
-CategoryFilter = Annotated[str | None, Parameter(default=None, max_length=64)]
+CategoryFilter = Annotated[str | None, storable_text_parameter(max_length=64)]
 Depth = Annotated[int | None, Parameter(default=None, ge=1, le=1000, description="levels per side")]
+
+
+LIFECYCLE_ERRORS = error_responses(
+    400, 401, 403, 404, 409, 503, codes={409: "invalid_transition, market_resolved"}
+)
+MARKET_DATA_ERRORS = error_responses(400, 404, 503)
 
 
 def provide_market_service(state: State) -> MarketService:
@@ -38,7 +46,13 @@ def provide_market_service(state: State) -> MarketService:
 dependencies = {"markets": Provide(provide_market_service, sync_to_thread=False)}
 
 
-@post("/api/v1/admin/markets", status_code=201, tags=["admin"], summary="Create a market")
+@post(
+    "/api/v1/admin/markets",
+    status_code=201,
+    tags=["admin"],
+    summary="Create a market",
+    responses=error_responses(400, 401, 403, 413, 422, 503),
+)
 async def create_market(data: MarketCreate, admin: Claims, markets: MarketService) -> Market:
     return await markets.create(data)
 
@@ -48,6 +62,7 @@ async def create_market(data: MarketCreate, admin: Claims, markets: MarketServic
     status_code=200,
     tags=["admin"],
     summary="Pause: no new orders, no matching; cancels allowed",
+    responses=LIFECYCLE_ERRORS,
 )
 async def pause_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
     return await markets.pause(market_id)
@@ -58,6 +73,7 @@ async def pause_market(market_id: MarketId, admin: Claims, markets: MarketServic
     status_code=200,
     tags=["admin"],
     summary="Resume a paused market",
+    responses=LIFECYCLE_ERRORS,
 )
 async def resume_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
     return await markets.resume(market_id)
@@ -68,6 +84,7 @@ async def resume_market(market_id: MarketId, admin: Claims, markets: MarketServi
     status_code=200,
     tags=["admin"],
     summary="Close: every open order canceled, its lock released",
+    responses=LIFECYCLE_ERRORS,
 )
 async def close_market(market_id: MarketId, admin: Claims, markets: MarketService) -> Market:
     return await markets.close(market_id)
@@ -78,6 +95,9 @@ async def close_market(market_id: MarketId, admin: Claims, markets: MarketServic
     status_code=200,
     tags=["admin"],
     summary="Resolve yes, no or void and pay every holder (closes the market first)",
+    responses=error_responses(
+        400, 401, 403, 404, 409, 413, 422, 503, codes={409: "market_resolved"}
+    ),
 )
 async def resolve_market(
     market_id: MarketId, data: Resolution, admin: Claims, markets: MarketService
@@ -85,7 +105,12 @@ async def resolve_market(
     return await markets.resolve(market_id, data.outcome)
 
 
-@get("/api/v1/markets", tags=["markets"], summary="Markets, newest first")
+@get(
+    "/api/v1/markets",
+    tags=["markets"],
+    summary="Markets, newest first",
+    responses=error_responses(400, 503),
+)
 async def list_markets(
     markets: MarketService,
     status: StatusFilter = None,
@@ -98,7 +123,12 @@ async def list_markets(
     )
 
 
-@get("/api/v1/markets/{market_id:int}", tags=["markets"], summary="One market")
+@get(
+    "/api/v1/markets/{market_id:int}",
+    tags=["markets"],
+    summary="One market",
+    responses=MARKET_DATA_ERRORS,
+)
 async def get_market(market_id: MarketId, markets: MarketService) -> Market:
     return await markets.get(market_id)
 
@@ -107,6 +137,7 @@ async def get_market(market_id: MarketId, markets: MarketService) -> Market:
     "/api/v1/markets/{market_id:int}/orderbook",
     tags=["markets"],
     summary="Aggregated book, best first",
+    responses=MARKET_DATA_ERRORS,
 )
 async def get_order_book(
     market_id: MarketId, markets: MarketService, depth: Depth = None
@@ -114,7 +145,12 @@ async def get_order_book(
     return await markets.order_book(market_id, depth)
 
 
-@get("/api/v1/markets/{market_id:int}/trades", tags=["markets"], summary="Trades, newest first")
+@get(
+    "/api/v1/markets/{market_id:int}/trades",
+    tags=["markets"],
+    summary="Trades, newest first",
+    responses=MARKET_DATA_ERRORS,
+)
 async def list_trades(
     market_id: MarketId, markets: MarketService, limit: Limit = 50, cursor: Cursor = None
 ) -> TradePage:
@@ -125,6 +161,7 @@ async def list_trades(
     "/api/v1/markets/{market_id:int}/candles",
     tags=["markets"],
     summary="OHLCV of the YES price, newest first",
+    responses=MARKET_DATA_ERRORS,
 )
 async def list_candles(
     market_id: MarketId,

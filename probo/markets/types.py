@@ -7,19 +7,21 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.storable import StorableText
+
 MarketStatus = Literal["open", "paused", "closed", "resolved"]
 Outcome = Literal["yes", "no", "void"]
 Interval = Literal["1m", "5m", "1h", "1d"]
 
 
 class MarketCreate(msgspec.Struct, forbid_unknown_fields=True):
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    title: Annotated[StorableText, msgspec.Meta(min_length=1, max_length=200)]
     closes_at: Annotated[datetime, msgspec.Meta(tz=True)]
-    description: Annotated[str, msgspec.Meta(max_length=5000)] = ""
-    category: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    description: Annotated[StorableText, msgspec.Meta(max_length=5000)] = ""
+    category: Annotated[StorableText, msgspec.Meta(max_length=64)] = ""
     tick: Annotated[int, msgspec.Meta(ge=1, le=100)] = 50
     settlement_fee_bps: Annotated[int, msgspec.Meta(ge=0, le=2000)] = 0
-    rules: Annotated[str, msgspec.Meta(max_length=10_000)] = ""
+    rules: Annotated[StorableText, msgspec.Meta(max_length=10_000)] = ""
 
 
 class Market(msgspec.Struct):

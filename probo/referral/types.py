@@ -7,9 +7,11 @@ from typing import Annotated
 
 import msgspec
 
+from probo.storable import StorableText
+
 
 class ReferralSubmission(msgspec.Struct, forbid_unknown_fields=True):
-    code: Annotated[str, msgspec.Meta(max_length=32)]
+    code: Annotated[StorableText, msgspec.Meta(max_length=32)]
 
 
 class ReferralApplied(msgspec.Struct):

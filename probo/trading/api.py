@@ -7,17 +7,35 @@ from typing import Annotated, Literal
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
 from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.openapi.spec import Example
+from litestar.params import Body, Parameter
 
 from probo.auth import Claims
+from probo.openapi import error_responses, repeat_response
 from probo.pagination import Cursor, Limit, decode_cursor
+from probo.storable import BIGINT_MAX, storable_text_parameter
 from probo.trading.service import TradingService
 from probo.trading.types import CanceledOrders, FillPage, Order, OrderPage, OrderRequest, Portfolio
 
-OrderId = Annotated[int, Parameter(ge=1, le=2**63 - 1)]
-MarketFilter = Annotated[int | None, Parameter(default=None, ge=1, le=2**63 - 1)]
-ClientOrderIdFilter = Annotated[str | None, Parameter(default=None, max_length=64)]
+OrderId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
+MarketFilter = Annotated[int | None, Parameter(ge=1, le=BIGINT_MAX)]
+ClientOrderIdFilter = Annotated[str | None, storable_text_parameter(max_length=64)]
 StatusFilter = Annotated[Literal["open", "filled", "canceled"] | None, Parameter(default=None)]
+
+
+# The example order of the published API (the contract test opens a market with this id).
+ORDER_EXAMPLE = Example(
+    summary="Buy 10 YES at 500 paise",
+    value={
+        "market_id": 100_000,
+        "outcome": "yes",
+        "side": "buy",
+        "type": "limit",
+        "price": 500,
+        "quantity": 10,
+        "time_in_force": "gtc",
+    },
+)
 
 
 def provide_trading_service(state: State) -> TradingService:
@@ -33,8 +51,28 @@ dependencies = {"trading": Provide(provide_trading_service, sync_to_thread=False
     summary="Place an order",
     description="201 with the order once its result has committed; 200 with the original for a repeated "
     "client_order_id; 503 unavailable if it could not be confirmed within PROBO_ACK_TIMEOUT_MS.",
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        429,
+        503,
+        codes={
+            404: "not_found (the market)",
+            409: "market_not_open",
+            422: "validation_error, invalid_price, invalid_quantity, insufficient_funds, "
+            "insufficient_position, too_many_open_orders",
+        },
+    )
+    | repeat_response(Order, "order (a repeated client_order_id)"),
 )
-async def place_order(data: OrderRequest, principal: Claims, state: State) -> Response[Order]:
+async def place_order(
+    data: Annotated[OrderRequest, Body(examples=[ORDER_EXAMPLE])], principal: Claims, state: State
+) -> Response[Order]:
     # The service from `state`, not a second dependency: litestar resolves two
     # dependencies in an anyio task group, a measurable cost on the hottest route.
     order, created = await state.trading.place(principal.user_id, data)
@@ -46,6 +84,7 @@ async def place_order(data: OrderRequest, principal: Claims, state: State) -> Re
     status_code=200,
     tags=["trading"],
     summary="Cancel an open order",
+    responses=error_responses(400, 401, 403, 404, 409, 503, codes={409: "order_not_open"}),
 )
 async def cancel_order(order_id: OrderId, principal: Claims, trading: TradingService) -> Order:
     return await trading.cancel(principal.user_id, order_id)
@@ -56,6 +95,7 @@ async def cancel_order(order_id: OrderId, principal: Claims, trading: TradingSer
     status_code=200,
     tags=["trading"],
     summary="Cancel all my open orders (in one market)",
+    responses=error_responses(400, 401, 403, 404, 503),
 )
 async def cancel_all_orders(
     principal: Claims, trading: TradingService, market_id: MarketFilter = None
@@ -63,7 +103,12 @@ async def cancel_all_orders(
     return CanceledOrders(canceled=await trading.cancel_all(principal.user_id, market_id))
 
 
-@get("/api/v1/orders", tags=["trading"], summary="My orders, newest first")
+@get(
+    "/api/v1/orders",
+    tags=["trading"],
+    summary="My orders, newest first",
+    responses=error_responses(400, 401, 503),
+)
 async def list_orders(
     principal: Claims,
     trading: TradingService,
@@ -83,12 +128,22 @@ async def list_orders(
     )
 
 
-@get("/api/v1/orders/{order_id:int}", tags=["trading"], summary="One of my orders, with its fills")
+@get(
+    "/api/v1/orders/{order_id:int}",
+    tags=["trading"],
+    summary="One of my orders, with its fills",
+    responses=error_responses(400, 401, 404, 503),
+)
 async def get_order(order_id: OrderId, principal: Claims, trading: TradingService) -> Order:
     return await trading.order(principal.user_id, order_id)
 
 
-@get("/api/v1/fills", tags=["trading"], summary="My fills, newest first")
+@get(
+    "/api/v1/fills",
+    tags=["trading"],
+    summary="My fills, newest first",
+    responses=error_responses(400, 401, 503),
+)
 async def list_fills(
     principal: Claims,
     trading: TradingService,
@@ -101,7 +156,12 @@ async def list_fills(
     )
 
 
-@get("/api/v1/portfolio", tags=["trading"], summary="My positions with P&L")
+@get(
+    "/api/v1/portfolio",
+    tags=["trading"],
+    summary="My positions with P&L",
+    responses=error_responses(401, 503),
+)
 async def portfolio(principal: Claims, trading: TradingService) -> Portfolio:
     return await trading.portfolio(principal.user_id)
 

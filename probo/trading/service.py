@@ -20,7 +20,7 @@ import asyncpg
 from probo import metrics
 from probo.config import Settings
 from probo.db import connection
-from probo.errors import ApiError, not_found, rate_limited, unavailable, validation_error
+from probo.errors import ApiError, not_found, rate_limited, unavailable
 from probo.orderbook import (
     Backpressure,
     CancelAll,
@@ -41,6 +41,7 @@ from probo.trading.ratelimit import OrderRateLimiter
 from probo.trading.types import Fill as FillView
 from probo.trading.types import (
     FillPage,
+    LimitOrderRequest,
     Order,
     OrderPage,
     OrderRequest,
@@ -120,16 +121,12 @@ class TradingService:
         if wait_s:
             metrics.ORDERS.labels("rate_limited").inc()
             raise rate_limited(math.ceil(wait_s), "too many orders; slow down")
-        if request.type == "market":
-            if request.price is not None:
-                raise validation_error("a market order has no price")
-            if request.time_in_force not in (None, "ioc"):
-                raise validation_error("a market order is ioc")
-            time_in_force = "ioc"
+        # The request's type settles the shape (a limit order has a price, a market
+        # order none and ioc only); the engine judges the price against the tick.
+        if type(request) is LimitOrderRequest:
+            order_type, price, time_in_force = "limit", request.price, request.time_in_force or "gtc"
         else:
-            if request.price is None:
-                raise validation_error("a limit order needs a price")
-            time_in_force = request.time_in_force or "gtc"
+            order_type, price, time_in_force = "market", None, "ioc"
         closes_at = self._engine.closes_at.get(request.market_id)
         if closes_at is not None and time.time() >= closes_at:
             # Past its closing time, even before the market clock has closed it.
@@ -140,9 +137,9 @@ class TradingService:
             market_id=request.market_id,
             outcome=request.outcome,
             side=request.side,
-            type=request.type,
+            type=order_type,
             quantity=request.quantity,
-            price=request.price,
+            price=price,
             time_in_force=time_in_force,  # type: ignore[arg-type]
             client_order_id=request.client_order_id,
         )

@@ -7,20 +7,55 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.storable import Id, StorableText
+
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
-ClientOrderId = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
-MarketId = Annotated[int, msgspec.Meta(ge=1, le=2**63 - 1)]
+ClientOrderId = Annotated[StorableText, msgspec.Meta(min_length=1, max_length=64)]
+MarketId = Id
+Outcome = Literal["yes", "no"]
+Side = Literal["buy", "sell"]
+# The range is the widest any tick allows; msgspec does not enforce it, because the
+# engine judges a price against its market's tick and answers 422 `invalid_price` (SPEC
+# §10). `extra` is litestar's key for schema fields added to the OpenAPI document.
+Price = Annotated[
+    int,
+    msgspec.Meta(
+        description="paise per contract in the order's own outcome terms: a multiple of the "
+        "market's tick in [tick, 1000 - tick], else 422 invalid_price",
+        extra_json_schema={"extra": {"minimum": 1, "maximum": 999}},
+    ),
+]
 
 
-class OrderRequest(msgspec.Struct, forbid_unknown_fields=True):
+class LimitOrderRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type", tag="limit"
+):
+    """`type: "limit"`: a price is required; gtc (the default) rests, ioc and fok do not."""
+
     market_id: MarketId
-    outcome: Literal["yes", "no"]
-    side: Literal["buy", "sell"]
-    type: Literal["limit", "market"]
+    outcome: Outcome
+    side: Side
     quantity: Quantity
-    price: int | None = None  # paise in the order's own outcome terms; none for market orders
+    price: Price
     time_in_force: Literal["gtc", "ioc", "fok"] | None = None
     client_order_id: ClientOrderId | None = None
+
+
+class MarketOrderRequest(
+    msgspec.Struct, kw_only=True, forbid_unknown_fields=True, tag_field="type", tag="market"
+):
+    """`type: "market"`: no price (ioc at the extreme price), time in force ioc only."""
+
+    market_id: MarketId
+    outcome: Outcome
+    side: Side
+    quantity: Quantity
+    time_in_force: Literal["ioc"] | None = None
+    client_order_id: ClientOrderId | None = None
+
+
+# Tagged on `type`: the OpenAPI document shows a oneOf with a discriminator.
+OrderRequest = LimitOrderRequest | MarketOrderRequest
 
 
 class Fill(msgspec.Struct):

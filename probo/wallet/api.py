@@ -7,6 +7,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from probo.auth import Claims
+from probo.openapi import error_responses, repeat_response
 from probo.pagination import Cursor, Limit, decode_cursor
 from probo.wallet.service import WalletService
 from probo.wallet.types import (
@@ -26,12 +27,22 @@ def provide_wallet_service(state: State) -> WalletService:
 dependencies = {"wallet": Provide(provide_wallet_service, sync_to_thread=False)}
 
 
-@get("/api/v1/wallet", tags=["wallet"], summary="Balance, locked and available funds")
+@get(
+    "/api/v1/wallet",
+    tags=["wallet"],
+    summary="Balance, locked and available funds",
+    responses=error_responses(401, 503),
+)
 async def get_wallet(principal: Claims, wallet: WalletService) -> Wallet:
     return await wallet.wallet(principal.user_id)
 
 
-@get("/api/v1/wallet/transactions", tags=["wallet"], summary="Money movements, newest first")
+@get(
+    "/api/v1/wallet/transactions",
+    tags=["wallet"],
+    summary="Money movements, newest first",
+    responses=error_responses(400, 401, 503),
+)
 async def list_transactions(
     principal: Claims, wallet: WalletService, limit: Limit = 50, cursor: Cursor = None
 ) -> TransactionPage:
@@ -43,6 +54,10 @@ async def list_transactions(
     tags=["wallet"],
     summary="Add funds (idempotent by key)",
     description="201 when created; 200 when the same key and body repeat; 409 idempotency_conflict on another body.",
+    responses=error_responses(
+        400, 401, 402, 403, 409, 413, 422, 503, codes={409: "idempotency_conflict"}
+    )
+    | repeat_response(Deposit, "deposit (the same key and body)"),
 )
 async def create_deposit(
     data: DepositRequest, principal: Claims, wallet: WalletService
@@ -57,6 +72,21 @@ async def create_deposit(
     summary="Withdraw to the verified bank account (idempotent by key)",
     description="Needs KYC VERIFIED (403 kyc_required); amount <= available (422 insufficient_funds). "
     "201 when created; 200 when the same key and body repeat; 409 idempotency_conflict on another body.",
+    responses=error_responses(
+        400,
+        401,
+        403,
+        409,
+        413,
+        422,
+        503,
+        codes={
+            403: "kyc_required, forbidden",
+            409: "idempotency_conflict",
+            422: "validation_error, insufficient_funds",
+        },
+    )
+    | repeat_response(Withdrawal, "withdrawal (the same key and body)"),
 )
 async def create_withdrawal(
     data: WithdrawalRequest, principal: Claims, wallet: WalletService

@@ -35,10 +35,16 @@ from probo.orderbook import (
 )
 from probo.pagination import page
 from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
-from probo.wallet.types import Deposit, TransactionPage, Wallet, WalletTransaction, Withdrawal
+from probo.wallet.types import (
+    WITHDRAWAL_AMOUNT_MIN,
+    Deposit,
+    TransactionPage,
+    Wallet,
+    WalletTransaction,
+    Withdrawal,
+)
 
 DEPOSITS_IN_FLIGHT_MAX = 10_000
-WITHDRAWAL_AMOUNT_MIN = 100  # paise, like the smallest deposit
 _DEPOSIT_COLUMNS = (
     "id, user_id, amount, status, idempotency_key, gateway, gateway_reference, failure_reason, "
     "transfer_id, created_at, completed_at"

@@ -7,7 +7,24 @@ from typing import Annotated, Literal
 
 import msgspec
 
-IdempotencyKey = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
+from probo.config import DEPOSIT_AMOUNT_MAX, DEPOSIT_AMOUNT_MIN
+from probo.storable import StorableText
+
+WITHDRAWAL_AMOUNT_MIN = 100  # paise, like the smallest deposit
+
+IdempotencyKey = Annotated[StorableText, msgspec.Meta(min_length=1, max_length=128)]
+DepositAmount = Annotated[
+    int,
+    msgspec.Meta(ge=DEPOSIT_AMOUNT_MIN, le=DEPOSIT_AMOUNT_MAX, description="paise"),
+]
+WithdrawalAmount = Annotated[
+    int,
+    msgspec.Meta(
+        ge=WITHDRAWAL_AMOUNT_MIN,
+        le=DEPOSIT_AMOUNT_MAX,
+        description="paise; at most what is available (else 422 insufficient_funds)",
+    ),
+]
 
 
 class Wallet(msgspec.Struct):
@@ -31,7 +48,7 @@ class TransactionPage(msgspec.Struct):
 
 
 class DepositRequest(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
+    amount: DepositAmount
     idempotency_key: IdempotencyKey
 
 
@@ -49,7 +66,7 @@ class Deposit(msgspec.Struct):
 
 
 class WithdrawalRequest(msgspec.Struct, forbid_unknown_fields=True):
-    amount: int
+    amount: WithdrawalAmount
     idempotency_key: IdempotencyKey
 
 
