@@ -33,14 +33,20 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     400: ("validation_error", "malformed JSON, or a path or query parameter outside its schema"),
     401: ("unauthorized", "no session, or an invalid, expired or revoked one"),
     402: ("payment_failed", "the payment gateway declined"),
-    403: ("forbidden", "not allowed: admins only, or a cookie-authenticated write from another site"),
+    403: (
+        "forbidden",
+        "not allowed: admins only, or a cookie-authenticated write from another site",
+    ),
     404: ("not_found", "no such resource"),
     409: ("conflict", "the resource's state does not allow it"),
     413: ("payload_too_large", "the body is over PROBO_REQUEST_BODY_BYTES_MAX"),
     422: ("validation_error", "the body does not match its schema, or a rule refused it"),
     429: ("rate_limited", "over a rate limit; Retry-After says when to try again"),
-    503: ("unavailable", "the service cannot answer now (Postgres, Redis, the engine or the "
-           "ledger writer); Retry-After, when present, says when to try again"),
+    503: (
+        "unavailable",
+        "the service cannot answer now (Postgres, Redis, the engine or the "
+        "ledger writer); Retry-After, when present, says when to try again",
+    ),
 }
 RETRY_AFTER_REQUIRED = {"429": True, "503": False}
 ID_MAX_AS_FLOAT = float(BIGINT_MAX)  # what litestar prints for BIGINT_MAX: 2**63, one too many

@@ -23,9 +23,7 @@ Limit = Annotated[
 ]
 Cursor = Annotated[
     str | None,
-    Parameter(
-        pattern=CURSOR_PATTERN, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"
-    ),
+    Parameter(pattern=CURSOR_PATTERN, max_length=CURSOR_LENGTH_MAX, description="from next_cursor"),
 ]
 
 

@@ -124,7 +124,11 @@ class TradingService:
         # The request's type settles the shape (a limit order has a price, a market
         # order none and ioc only); the engine judges the price against the tick.
         if type(request) is LimitOrderRequest:
-            order_type, price, time_in_force = "limit", request.price, request.time_in_force or "gtc"
+            order_type, price, time_in_force = (
+                "limit",
+                request.price,
+                request.time_in_force or "gtc",
+            )
         else:
             order_type, price, time_in_force = "market", None, "ioc"
         closes_at = self._engine.closes_at.get(request.market_id)

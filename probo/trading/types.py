@@ -50,6 +50,7 @@ class MarketOrderRequest(
     outcome: Outcome
     side: Side
     quantity: Quantity
+    price: None = None  # a client may say "no price" with null; any number is refused
     time_in_force: Literal["ioc"] | None = None
     client_order_id: ClientOrderId | None = None
 

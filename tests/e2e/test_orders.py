@@ -321,6 +321,13 @@ async def test_rejections_have_codes(
     assert_error(
         await poor.order(m, "no", "buy", 1, None, time_in_force="gtc"), 422, "validation_error"
     )
+    # "No price" may also be said with null: it is a market order like any other.
+    market_with_null_price = {**market_with_price, "price": None}
+    answered = await client.post(
+        "/api/v1/orders", json=market_with_null_price, headers=poor.headers
+    )
+    assert answered.status_code == 201, answered.text
+    assert (answered.json()["type"], answered.json()["price"]) == ("market", None)
     assert_error(await poor.order(m, "yes", "buy", 1, 500.0), 422, "validation_error")
     assert_error(await poor.order(m, "yes", "buy", 0, 500), 422, "validation_error")
     assert_error(await poor.order(m, "yes", "buy", 100_001, 500), 422, "validation_error")

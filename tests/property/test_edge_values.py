@@ -185,7 +185,9 @@ def market_lifecycle(scene: Scene) -> st.SearchStrategy[Request]:
         path = f"/api/v1/admin/markets/{path_segment(market)}/{verb}"
         return Request("POST", path, scene.admin, body if verb == "resolve" else MISSING)
 
-    return st.builds(request, market_id.filter(lambda value: value is not MISSING), action, resolution)
+    return st.builds(
+        request, market_id.filter(lambda value: value is not MISSING), action, resolution
+    )
 
 
 COMMANDS: dict[str, Callable[[Scene], st.SearchStrategy[Request]]] = {
@@ -211,7 +213,7 @@ def send(http: httpx.Client, request: Request) -> httpx.Response:
 
 
 def outcome_of(response: httpx.Response) -> str:
-    """"committed" (2xx) or "refused" (a 4xx in the error shape); anything else fails."""
+    """ "committed" (2xx) or "refused" (a 4xx in the error shape); anything else fails."""
     context = f"{response.status_code} {response.text[:300]}"
     if 200 <= response.status_code < 300:
         return "committed"
