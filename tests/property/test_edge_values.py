@@ -232,7 +232,7 @@ def run_command(base_url: str, app: Litestar, scene: Scene, command: str) -> Cou
         deadline=None,
         derandomize=True,
         database=None,
-        # A failed batch wedges the writer: shrinking would wait out an ack timeout per try.
+        # Shrinking would re-send against a server whose engine a refused batch rebuilds.
         phases=[Phase.explicit, Phase.generate],
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
     )
