@@ -45,7 +45,7 @@ from probo import metrics
 from probo.db import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
 from probo.ledger.batch import BatchRows, PositionCost, build_batch, build_batch_in_steps
 from probo.ledger.types import EntryRefused, EntryUndone
-from probo.orderbook import Entry, Settlement, TradeExecuted
+from probo.orderbook import Entry, Settlement, parties
 
 BATCH_ENTRIES_MAX = 16384  # commands per transaction
 # A batch of this many commands or more is written by COPY (throughput: a backlog
@@ -190,25 +190,10 @@ class _Quarantine:
 
 def _touched(entry: Entry) -> tuple[set[int], set[int], set[int]]:
     """(markets, users whose state decided the command, every user it changed)."""
-    markets: set[int] = set()
-    actors: set[int] = set(entry.balances or ())  # the feed's balances were read too
-    users = set(actors)
-    for event in entry.events:
-        market_id = getattr(event, "market_id", None)
-        if market_id is not None:
-            markets.add(market_id)
-        if type(event) is TradeExecuted:
-            actors.add(event.taker_user_id)
-            users.add(event.taker_user_id)
-            users.add(event.maker_user_id)
-        elif type(event) is Settlement:
-            users.update(p.user_id for p in event.payouts)
-        else:
-            user_id = getattr(event, "user_id", None)
-            if user_id is not None:
-                actors.add(user_id)
-                users.add(user_id)
-    return markets, actors, users
+    markets = {m for m in (getattr(e, "market_id", None) for e in entry.events) if m is not None}
+    deciding, changed = parties(entry.events)
+    deciding.update(entry.balances or ())  # the feed's balances were read too
+    return markets, deciding, deciding | changed
 
 
 def _is_transient(exc: BaseException) -> bool:

@@ -9,7 +9,7 @@ from probo.orderbook.engine import (
     MarketResolved,
     WithdrawalDuplicate,
 )
-from probo.orderbook.entry import Entry
+from probo.orderbook.entry import Entry, parties
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.mirror import CreditSink, EngineMirror, record_credit
 from probo.orderbook.recovery import Recovered
@@ -71,5 +71,6 @@ __all__ = [
     "Settlement",
     "TradeExecuted",
     "compute_settlement",
+    "parties",
     "record_credit",
 ]

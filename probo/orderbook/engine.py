@@ -29,7 +29,7 @@ from loguru import logger
 
 from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
-from probo.orderbook.entry import Entry
+from probo.orderbook.entry import Entry, parties
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
 from probo.orderbook.recovery import Recovered, recover
 from probo.orderbook.types import (
@@ -44,8 +44,6 @@ from probo.orderbook.types import (
     PlaceOrder,
     ResolveMarket,
     ResumeMarket,
-    Settlement,
-    TradeExecuted,
     WithdrawalAccepted,
 )
 
@@ -324,19 +322,8 @@ class Engine:
 
     def _balances_of_watched(self, events: Sequence[Event]) -> dict[int, tuple[int, int]] | None:
         """(cash, locked) now of the watched users these events touch."""
-        watched = self.watched_users
-        users: set[int] = set()
-        for event in events:
-            if type(event) is TradeExecuted:
-                users.add(event.taker_user_id)
-                users.add(event.maker_user_id)
-            elif type(event) is Settlement:
-                users.update(p.user_id for p in event.payouts)
-            else:
-                user_id = getattr(event, "user_id", None)
-                if user_id is not None:
-                    users.add(user_id)
-        users &= watched
+        deciding, changed = parties(events)
+        users = (deciding | changed) & self.watched_users
         if not users:
             return None
         exchange = self.exchange

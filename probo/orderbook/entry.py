@@ -1,11 +1,13 @@
-"""`Entry`: what the engine hands the ledger writer for one command."""
+"""`Entry`: what the engine hands the ledger writer for one command, and who it is about."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
+
+from probo.orderbook.types import Settlement, TradeExecuted
 
 
 class Entry:
@@ -28,3 +30,23 @@ class Entry:
         self.at = at
         self.waiter = waiter
         self.balances = balances
+
+
+def parties(events: Iterable[Any]) -> tuple[set[int], set[int]]:
+    """(the users whose cash, locks or contracts decided these events, the users they
+    only changed): a taker, an order's owner, a withdrawer decide; a maker whose resting
+    order was met and a holder paid at resolution are only changed."""
+    deciding: set[int] = set()
+    changed: set[int] = set()
+    for event in events:
+        kind = type(event)
+        if kind is TradeExecuted:
+            deciding.add(event.taker_user_id)
+            changed.add(event.maker_user_id)
+        elif kind is Settlement:
+            changed.update(payout.user_id for payout in event.payouts)
+        else:
+            user_id = getattr(event, "user_id", None)
+            if user_id is not None:
+                deciding.add(user_id)
+    return deciding, changed

@@ -14,32 +14,19 @@ import pytest_asyncio
 from litestar import Litestar
 
 from tests.conftest import assert_error
+from tests.refusals import ACCEPT_POISONED_ORDERS, POISON_PREFIX, REFUSE_POISONED_ORDERS
 from tests.trading import create_market, engine_differences, funded_trader, live_audit
 
 REBUILD_POLLS_MAX = 500
 
-# Postgres refuses these orders: a real data error from a real server.
-_POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.client_order_id LIKE 'poison%' THEN
-        RAISE EXCEPTION 'poisoned order %', NEW.id USING ERRCODE = '22021';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT ON orders
-    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
-_CURE = "DROP TRIGGER refuse_poison ON orders; DROP FUNCTION refuse_poison();"
-
 
 @pytest_asyncio.fixture
 async def poisoned(db: asyncpg.Pool) -> AsyncIterator[None]:
-    await db.execute(_POISON)
+    await db.execute(REFUSE_POISONED_ORDERS)
     try:
         yield
     finally:
-        await db.execute(_CURE)
+        await db.execute(ACCEPT_POISONED_ORDERS)
 
 
 async def _rebuilt(app: Litestar) -> None:
@@ -69,7 +56,7 @@ async def test_a_refused_order_fails_alone_and_trading_goes_on(
     resting = await a1.placed(market_a, "yes", "buy", 5, 400)  # acknowledged before
 
     poison, *others = await asyncio.gather(
-        a1.order(market_a, "yes", "buy", 3, 450, client_order_id="poison-1"),
+        a1.order(market_a, "yes", "buy", 3, 450, client_order_id=f"{POISON_PREFIX}-1"),
         b1.order(market_b, "yes", "buy", 2, 600),
         b2.order(market_b, "no", "buy", 2, 400),
         a2.order(market_a, "no", "buy", 1, 500),
@@ -93,7 +80,12 @@ async def test_a_refused_order_fails_alone_and_trading_goes_on(
     assert (first.json()["status"], first.json()["filled_quantity"]) == ("filled", 5)
     mine = await client.get("/api/v1/orders", params={"market_id": market_a}, headers=a1.headers)
     assert [o["id"] for o in mine.json()["items"]] == [resting["id"]]
-    assert await db.fetchval("SELECT count(*) FROM orders WHERE client_order_id = 'poison-1'") == 0
+    assert (
+        await db.fetchval(
+            "SELECT count(*) FROM orders WHERE client_order_id = $1", f"{POISON_PREFIX}-1"
+        )
+        == 0
+    )
 
     assert await engine_differences(app, db) == []
     assert (await live_audit(client, admin))["breaches"] == []

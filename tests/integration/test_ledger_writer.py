@@ -44,6 +44,7 @@ from probo.orderbook import (
     ResolveMarket,
 )
 from probo.realtime import Hub
+from tests.refusals import POISON_PREFIX, REFUSE_POISONED_ORDERS
 
 USERS = 12
 MARKETS = {1: 50, 2: 10, 3: 100}  # market id -> tick
@@ -165,6 +166,20 @@ async def _recovered_equals_running(
     assert _statuses(recovered) == _statuses(engine)
 
 
+async def _recovered(
+    url: str, pool: asyncpg.Pool, **writer_options: int
+) -> tuple[Engine, LedgerWriter]:
+    """An engine recovered from Postgres and a writer loaded from it, the writer able to
+    pause and rebuild the engine."""
+    engine = Engine()
+    writer = LedgerWriter(url, backlog_max=100_000, **writer_options)
+    await engine.recover(pool)
+    async with pool.acquire() as conn:
+        await writer.load(conn)
+    writer.engine = engine
+    return engine, writer
+
+
 @asynccontextmanager
 async def _running(pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter) -> AsyncIterator[Hub]:
     """The recovered `engine` and a loaded `writer` running, the feeds' hub on its commits."""
@@ -273,11 +288,7 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
     """The connection drops after Postgres committed a batch, before the writer heard:
     the retry finds the batch in `ledger_head` and moves on."""
     await _seed(pool)
-    engine = Engine()
-    writer = LedgerWriter(url, backlog_max=100_000)
-    await engine.recover(pool)
-    async with pool.acquire() as conn:
-        await writer.load(conn)
+    engine, writer = await _recovered(url, pool)
     lost: list[int] = []
     write_by_call = writer_module._write_by_call
 
@@ -306,19 +317,6 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
             assert await conn.fetchval("SELECT last_batch_id FROM ledger_head") > lost[0]
 
 
-# Postgres refuses these orders (a stand-in for any value the edge let through by
-# mistake): a real data error from a real server, on both ways of writing a batch.
-_POISON = """
-CREATE FUNCTION refuse_poison() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.client_order_id LIKE 'poison%' THEN
-        RAISE EXCEPTION 'poisoned order %', NEW.id USING ERRCODE = '22021';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE TRIGGER refuse_poison BEFORE INSERT ON orders
-    FOR EACH ROW EXECUTE FUNCTION refuse_poison();
-"""
 POISON_EVERY = 97  # one command in this many is refused by Postgres
 POISONED_MARKET = 1
 POISONED_USERS = range(1, 5)  # the only users trading on the poisoned market
@@ -357,15 +355,10 @@ async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
         monkeypatch.setattr(batch_module, "STEP_ENTRIES", 2)
     await _seed(pool)
     async with pool.acquire() as conn:
-        await conn.execute(_POISON)
-    engine = Engine()
-    writer = LedgerWriter(
-        url, backlog_max=100_000, copy_batch_min=copy_batch_min, batch_entries_max=batch_entries_max
+        await conn.execute(REFUSE_POISONED_ORDERS)
+    engine, writer = await _recovered(
+        url, pool, copy_batch_min=copy_batch_min, batch_entries_max=batch_entries_max
     )
-    await engine.recover(pool)
-    async with pool.acquire() as conn:
-        await writer.load(conn)
-    writer.engine = engine
     rng = random.Random(SEED)
     issued: list[tuple[int, int, int]] = []
     refused = 0
@@ -375,7 +368,7 @@ async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
             if burst < 3:  # the last burst is clean: trading goes on as before
                 for i in range(POISON_EVERY // 2, len(commands), POISON_EVERY):
                     commands[i] = PlaceOrder(rng.choice(POISONED_USERS), POISONED_MARKET, "yes", "buy",
-                                             "limit", 5, 500, "gtc", f"poison-{burst}-{i}")  # fmt: skip
+                                             "limit", 5, 500, "gtc", f"{POISON_PREFIX}-{burst}-{i}")  # fmt: skip
             waiters = [engine.submit(command) for command in commands]  # type: ignore[arg-type]
             results = await asyncio.wait_for(
                 asyncio.gather(*waiters, return_exceptions=True), COMMIT_TIMEOUT_S
@@ -384,7 +377,7 @@ async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
                 stored = {r[0] for r in await conn.fetch("SELECT id FROM orders")}
             committed = {m: 0 for m in MARKETS}
             for command, result in zip(commands, results, strict=True):
-                poison = (getattr(command, "client_order_id", None) or "").startswith("poison")
+                poison = (getattr(command, "client_order_id", None) or "").startswith(POISON_PREFIX)
                 market_id = command.market_id  # type: ignore[attr-defined]
                 if isinstance(result, EntryRefused):
                     assert poison, command
@@ -410,8 +403,8 @@ async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
             await _recovered_equals_running(pool, engine, writer, hub)
     assert refused >= 3
     async with pool.acquire() as conn:
-        poisoned = "SELECT count(*) FROM orders WHERE client_order_id LIKE 'poison%'"
-        assert await conn.fetchval(poisoned) == 0
+        poisoned = "SELECT count(*) FROM orders WHERE starts_with(client_order_id, $1)"
+        assert await conn.fetchval(poisoned, POISON_PREFIX) == 0
 
 
 # Refused once only (a sequence is not rolled back with the refusal).
@@ -436,12 +429,7 @@ async def test_a_refusal_that_does_not_recur_loses_nothing(url: str, pool: async
     await _seed(pool)
     async with pool.acquire() as conn:
         await conn.execute(_FLAKY)
-    engine = Engine()
-    writer = LedgerWriter(url, backlog_max=100_000)
-    await engine.recover(pool)
-    async with pool.acquire() as conn:
-        await writer.load(conn)
-    writer.engine = engine
+    engine, writer = await _recovered(url, pool)
     rng = random.Random(SEED)
     commands = [_command(rng, []) for _ in range(200)]
     commands[100] = PlaceOrder(1, 1, "yes", "buy", "limit", 1, 100, "gtc", "flaky")
