@@ -197,15 +197,19 @@ async def _running(pool: asyncpg.Pool, engine: Engine, writer: LedgerWriter) -> 
         await asyncio.gather(writer_task, return_exceptions=True)
 
 
-def _statuses(engine: Engine) -> dict[int, str]:
-    return {m: market.status for m, market in engine.exchange.markets.items()}
-
-
-@pytest.mark.parametrize(
+# Both ways of writing a batch, and a backlog cut into batches translated ahead.
+EVERY_WAY_OF_WRITING = pytest.mark.parametrize(
     ("copy_batch_min", "batch_entries_max"),
     [(1, BATCH_ENTRIES_MAX), (10**9, BATCH_ENTRIES_MAX), (1, 16)],
     ids=["by-copy", "by-call", "by-copy-translated-ahead"],
 )
+
+
+def _statuses(engine: Engine) -> dict[int, str]:
+    return {m: market.status for m, market in engine.exchange.markets.items()}
+
+
+@EVERY_WAY_OF_WRITING
 async def test_random_trading_is_written_exactly_and_recovers_exactly(
     url: str,
     pool: asyncpg.Pool,
@@ -334,11 +338,7 @@ def _partitioned(rng: random.Random, issued: list[tuple[int, int, int]]) -> obje
     return msgspec.structs.replace(command, user_id=user_id)
 
 
-@pytest.mark.parametrize(
-    ("copy_batch_min", "batch_entries_max"),
-    [(1, BATCH_ENTRIES_MAX), (10**9, BATCH_ENTRIES_MAX), (1, 16)],
-    ids=["by-copy", "by-call", "by-copy-translated-ahead"],
-)
+@EVERY_WAY_OF_WRITING
 async def test_an_entry_postgres_refuses_is_cut_out_and_other_markets_trade_on(
     url: str,
     pool: asyncpg.Pool,
