@@ -10,8 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from probo import embedded
-from probo.db import migrate, with_database
+from probo.infra import embedded, migrate, with_database
 
 BENCH_DATA_DIR = Path(".probo/bench-servers")
 

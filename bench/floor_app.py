@@ -18,10 +18,10 @@ import msgspec
 import uvicorn
 from litestar import Litestar, post
 
-from probo.http_protocol import ProboHttpProtocol
 from probo.trading.types import OrderRequest
+from probo.web import ProboHttpProtocol
 
-# As `probo serve` runs uvicorn (probo/cli.py `serve`), less what needs the app's settings.
+# As `probo serve` runs uvicorn (probo/cli/__init__.py `serve`), less what needs the app's settings.
 UVICORN_SETTINGS: dict[str, object] = {
     "loop": "uvloop",
     "http": ProboHttpProtocol,

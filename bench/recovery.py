@@ -37,8 +37,7 @@ import uvloop
 
 from bench._servers import drop_database, fresh_database, postgres_admin_url
 from bench.writer import insert_funded_users, insert_markets
-from probo.db import create_pool
-from probo.observability import configure_logging
+from probo.infra import configure_logging, create_pool
 from probo.orderbook import Engine
 
 TARGET_READY_S = 10.0

@@ -46,9 +46,9 @@ import uvloop
 
 from bench import flow
 from bench._servers import drop_database, fresh_database, postgres_admin_url
+from probo.infra import configure_logging
 from probo.ledger import PLATFORM_BANK_ACCOUNT_ID, LedgerWriter, ledger_breaches
 from probo.ledger.batch import BatchRows, PositionCost, build_batch
-from probo.observability import configure_logging
 from probo.orderbook import (
     CancelOrder,
     Entry,

@@ -11,20 +11,25 @@ from litestar import Litestar, Request
 from litestar.types import Receive, Scope, Send
 from loguru import logger
 
-from probo import auth, collector, health, kyc, markets, realtime, referral, trading, wallet
-from probo.bodies import check_body_strictly
-from probo.config import Settings
-from probo.db import create_pool, migrate
-from probo.errors import exception_handlers
+from probo import auth, health, kyc, markets, realtime, referral, trading, wallet
+from probo.infra import (
+    Settings,
+    collector,
+    connect_redis,
+    connect_redis_subscriber,
+    create_pool,
+    migrate,
+    request_context_middleware,
+)
 from probo.ledger import LedgerWriter
-from probo.observability import request_context_middleware
-from probo.openapi import (
+from probo.orderbook import Engine, EngineMirror
+from probo.web import (
     PublishedOpenAPIConfig,
     StrictStructSchemaPlugin,
+    check_body_strictly,
+    exception_handlers,
     refuse_unknown_document_paths,
 )
-from probo.orderbook import Engine, EngineMirror
-from probo.redis_store import connect_redis, connect_redis_subscriber
 
 VERSION = "0.1.0"
 SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger writer

@@ -31,8 +31,7 @@ from litestar import Litestar
 
 from probo.app import create_app
 from probo.cli import SERVER_OPTIONS
-from probo.config import Settings, load_settings
-from probo.db import migrate, with_database
+from probo.infra import Settings, load_settings, migrate, with_database
 from probo.ledger import audit_url, ledger_breaches
 from tests.fakes import fake_twilio  # noqa: F401  (a fixture for every test module)
 
@@ -67,7 +66,7 @@ def server_urls() -> Iterator[tuple[str, str]]:
     redis_url = os.environ.get("PROBO_TEST_REDIS_URL")
     started = []
     if not database_url or not redis_url:
-        from probo import embedded
+        from probo.infra import embedded
 
         EMBEDDED_TEST_DIR.mkdir(parents=True, exist_ok=True)
         if not database_url:

@@ -8,7 +8,6 @@ from probo.auth.api import (
     session_token,
 )
 from probo.auth.otp import OtpStore
-from probo.auth.phone import InvalidPhone, mask_phone, normalise_phone
 from probo.auth.revocations import RevocationList
 from probo.auth.service import AfterCommit, AuthService
 from probo.auth.sms import SmsError, SmsProvider, build_sms_provider
@@ -18,7 +17,6 @@ __all__ = [
     "AfterCommit",
     "AuthService",
     "Claims",
-    "InvalidPhone",
     "InvalidToken",
     "OtpStore",
     "RevocationList",
@@ -29,8 +27,6 @@ __all__ = [
     "build_sms_provider",
     "dependencies",
     "is_foreign_origin",
-    "mask_phone",
-    "normalise_phone",
     "route_handlers",
     "session_token",
 ]

@@ -16,9 +16,8 @@ from litestar.di import Provide
 from probo.auth.service import AuthService
 from probo.auth.tokens import Claims, InvalidToken
 from probo.auth.types import LoggedOut, LoginResult, Me, OtpRequest, OtpSent, VerifyRequest
-from probo.config import Settings
-from probo.errors import forbidden, unauthorized
-from probo.openapi import error_responses
+from probo.infra import Settings
+from probo.web import error_responses, forbidden, unauthorized
 
 SESSION_COOKIE = "probo_session"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})

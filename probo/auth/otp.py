@@ -16,8 +16,8 @@ import secrets
 
 import redis.asyncio as aioredis
 
-from probo.config import Settings
-from probo.errors import ApiError, rate_limited
+from probo.infra import Settings
+from probo.web import ApiError, rate_limited
 
 OTP_DIGITS = 6
 HOUR_S = 3600

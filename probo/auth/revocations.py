@@ -19,8 +19,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from loguru import logger
 
-from probo.db import UNAVAILABLE_ERRORS, connection
-from probo.redis_store import REDIS_UNAVAILABLE_ERRORS
+from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection
 
 RELOAD_ROWS_MAX = 10_000_000
 RECONNECT_DELAY_MAX_S = 5.0

@@ -12,18 +12,14 @@ from collections.abc import Awaitable, Callable
 import asyncpg
 from loguru import logger
 
-from probo import metrics
 from probo.auth import store
 from probo.auth.otp import OtpStore
-from probo.auth.phone import InvalidPhone, mask_phone, normalise_phone
 from probo.auth.revocations import RevocationList
 from probo.auth.sms import SmsError, SmsProvider
 from probo.auth.tokens import Claims, TokenIssuer
 from probo.auth.types import LoginResult, Me, OtpSent
-from probo.config import Settings
-from probo.db import connection
-from probo.errors import ApiError, not_found, unavailable, validation_error
-from probo.redis_store import redis_required
+from probo.infra import InvalidPhone, Settings, connection, mask_phone, metrics, normalise_phone
+from probo.web import ApiError, not_found, redis_required, unavailable, validation_error
 
 AfterCommit = Callable[[], Awaitable[None]]
 # Runs inside the sign-up transaction; returns what to do after it commits.

@@ -26,7 +26,7 @@ import httpx
 import msgspec
 from loguru import logger
 
-from probo import metrics
+from probo.infra import metrics
 
 # One retry at most: the caller is an HTTP request waiting on this send, so a long
 # retry loop would just turn a provider outage into a slow login page.

@@ -12,9 +12,7 @@ from litestar.params import Parameter
 from probo.auth import Claims
 from probo.kyc.service import KycService
 from probo.kyc.types import KycAdminPage, KycAdminView, KycDecision, KycSubmission, KycView
-from probo.openapi import error_responses, repeat_response
-from probo.pagination import Cursor, Limit, decode_cursor
-from probo.storable import BIGINT_MAX
+from probo.web import BIGINT_MAX, Cursor, Limit, decode_cursor, error_responses, repeat_response
 
 KycId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
 StatusFilter = Annotated[Literal["PENDING", "VERIFIED", "REJECTED"] | None, Parameter(default=None)]

@@ -9,10 +9,9 @@ import re
 import asyncpg
 from loguru import logger
 
-from probo.db import connection
-from probo.errors import ApiError, not_found, validation_error
+from probo.infra import connection
 from probo.kyc.types import KycAdminPage, KycAdminView, KycStatus, KycSubmission, KycView
-from probo.pagination import page
+from probo.web import ApiError, not_found, page, validation_error
 
 PAN_PATTERN = re.compile(r"^[A-Z]{5}[0-9]{4}[A-Z]$")
 IFSC_PATTERN = re.compile(r"^[A-Z]{4}0[A-Z0-9]{6}$")

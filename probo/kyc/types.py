@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from probo.storable import StorableText
+from probo.web import StorableText
 
 KycStatus = Literal["NONE", "PENDING", "VERIFIED", "REJECTED"]
 

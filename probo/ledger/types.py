@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from probo.errors import ApiError
+from probo.web import ApiError
 
 # Fixed ids, inserted by schema.sql.
 PLATFORM_BONUS_ACCOUNT_ID = 1

@@ -41,8 +41,7 @@ from typing import Any, Protocol, TypeVar
 import asyncpg
 from loguru import logger
 
-from probo import metrics
-from probo.db import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS
+from probo.infra import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS, metrics
 from probo.ledger.batch import BatchRows, PositionCost, build_batch, build_batch_in_steps
 from probo.ledger.types import EntryRefused, EntryUndone
 from probo.orderbook import Entry, Settlement, parties

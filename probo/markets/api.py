@@ -20,10 +20,15 @@ from probo.markets.types import (
     Resolution,
     TradePage,
 )
-from probo.openapi import error_responses
-from probo.pagination import Cursor, Limit, decode_cursor
 from probo.realtime import OrderBook
-from probo.storable import BIGINT_MAX, storable_text_parameter
+from probo.web import (
+    BIGINT_MAX,
+    Cursor,
+    Limit,
+    decode_cursor,
+    error_responses,
+    storable_text_parameter,
+)
 
 MarketId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
 StatusFilter = Annotated[

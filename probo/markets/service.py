@@ -24,8 +24,7 @@ from datetime import UTC, datetime, timedelta
 import asyncpg
 from loguru import logger
 
-from probo.db import connection
-from probo.errors import ApiError, not_found, unavailable, validation_error
+from probo.infra import connection
 from probo.markets.types import (
     Candle,
     CandlePage,
@@ -50,8 +49,8 @@ from probo.orderbook import (
     ResolveMarket,
     ResumeMarket,
 )
-from probo.pagination import encode_cursor, page
 from probo.realtime import Hub, OrderBook
+from probo.web import ApiError, encode_cursor, not_found, page, unavailable, validation_error
 
 PAYOUT = 1000
 ID_MAX = 2**63 - 1

@@ -27,7 +27,7 @@ from typing import Protocol
 import asyncpg
 from loguru import logger
 
-from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
+from probo.infra import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 from probo.orderbook.entry import Entry, parties
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition

@@ -18,8 +18,7 @@ from typing import Protocol
 import asyncpg
 from loguru import logger
 
-from probo import metrics
-from probo.db import UNAVAILABLE_ERRORS, connection
+from probo.infra import UNAVAILABLE_ERRORS, connection, metrics
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)

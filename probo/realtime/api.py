@@ -22,9 +22,8 @@ from litestar import WebSocket, websocket
 from litestar.exceptions import WebSocketDisconnect
 from loguru import logger
 
-from probo import metrics
 from probo.auth import Claims, InvalidToken, is_foreign_origin, session_token
-from probo.errors import ApiError
+from probo.infra import metrics
 from probo.realtime.frames import text_frame
 from probo.realtime.hub import Hub
 from probo.realtime.subscriber import (
@@ -35,6 +34,7 @@ from probo.realtime.subscriber import (
     direct_socket,
 )
 from probo.realtime.types import ClientMessage, Error, Pong, Subscribed, Unsubscribed
+from probo.web import ApiError
 
 CONNECTIONS_MAX = 10_000  # open WebSocket connections per process
 MARKETS_PER_CONNECTION_MAX = 100  # market rooms one connection may join
@@ -192,7 +192,7 @@ async def feed(socket: WebSocket) -> None:
                     await socket.close(code=CLOSE_TOO_SLOW, reason=CLOSE_TOO_SLOW_REASON)
         # Litestar's WebSocket and the wrappers of send and receive it keeps refer to each
         # other, and through them to the server's protocol: unlinked, the connection is
-        # freed when it ends instead of waiting for a full collection (probo/collector.py).
+        # freed when it ends instead of waiting for a full collection (probo/infra/collector.py).
         socket.send = socket.receive = None  # type: ignore[assignment]
 
 

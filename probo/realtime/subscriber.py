@@ -20,7 +20,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-from probo import metrics
+from probo.infra import metrics
 
 SEND_QUEUE_MAX = 512  # messages waiting for one connection before it counts as too slow
 SEND_BUFFER_BYTES_MAX = 2 * 1024 * 1024  # bytes unsent to one connection, likewise

@@ -31,7 +31,7 @@ import msgspec
 from loguru import logger
 
 from probo import trading
-from probo.db import UNAVAILABLE_ERRORS, connection
+from probo.infra import UNAVAILABLE_ERRORS, connection
 from probo.orderbook import (
     Engine,
     Entry,

@@ -7,9 +7,9 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from probo.auth import Claims
-from probo.openapi import error_responses
 from probo.referral.service import ReferralService
 from probo.referral.types import ReferralApplied, ReferralSubmission, ReferralSummary
+from probo.web import error_responses
 
 
 def provide_referral_service(state: State) -> ReferralService:

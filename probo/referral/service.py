@@ -9,11 +9,10 @@ import asyncpg
 from loguru import logger
 
 from probo import ledger
-from probo.config import Settings
-from probo.db import connection
-from probo.errors import ApiError
+from probo.infra import Settings, connection
 from probo.orderbook import EngineMirror, record_credit
 from probo.referral.types import Referee, ReferralApplied, ReferralSummary
+from probo.web import ApiError
 
 REFERRALS_LISTED_MAX = 1000
 CODE_ALPHABET = frozenset("ABCDEFGHJKMNPQRSTUVWXYZ23456789")

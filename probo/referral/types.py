@@ -7,7 +7,7 @@ from typing import Annotated
 
 import msgspec
 
-from probo.storable import StorableText
+from probo.web import StorableText
 
 
 class ReferralSubmission(msgspec.Struct, forbid_unknown_fields=True):

@@ -11,11 +11,17 @@ from litestar.openapi.spec import Example
 from litestar.params import Body, Parameter
 
 from probo.auth import Claims
-from probo.openapi import error_responses, repeat_response
-from probo.pagination import Cursor, Limit, decode_cursor
-from probo.storable import BIGINT_MAX, storable_text_parameter
 from probo.trading.service import TradingService
 from probo.trading.types import CanceledOrders, FillPage, Order, OrderPage, OrderRequest, Portfolio
+from probo.web import (
+    BIGINT_MAX,
+    Cursor,
+    Limit,
+    decode_cursor,
+    error_responses,
+    repeat_response,
+    storable_text_parameter,
+)
 
 OrderId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
 MarketFilter = Annotated[int | None, Parameter(ge=1, le=BIGINT_MAX)]

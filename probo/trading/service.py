@@ -17,10 +17,7 @@ import time
 
 import asyncpg
 
-from probo import metrics
-from probo.config import Settings
-from probo.db import connection
-from probo.errors import ApiError, not_found, rate_limited, unavailable
+from probo.infra import Settings, connection, metrics
 from probo.orderbook import (
     Backpressure,
     CancelAll,
@@ -35,7 +32,6 @@ from probo.orderbook import (
     PlaceOrder,
     TradeExecuted,
 )
-from probo.pagination import page
 from probo.trading import queries
 from probo.trading.ratelimit import OrderRateLimiter
 from probo.trading.types import Fill as FillView
@@ -50,6 +46,7 @@ from probo.trading.types import (
     PortfolioTotals,
     average,
 )
+from probo.web import ApiError, not_found, page, rate_limited, unavailable
 
 PAYOUT = 1000
 # HTTP status per engine rejection; anything not listed is 422.

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from probo.storable import Id, StorableText
+from probo.web import Id, StorableText
 
 Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
 ClientOrderId = Annotated[StorableText, msgspec.Meta(min_length=1, max_length=64)]

@@ -7,8 +7,6 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from probo.auth import Claims
-from probo.openapi import error_responses, repeat_response
-from probo.pagination import Cursor, Limit, decode_cursor
 from probo.wallet.service import WalletService
 from probo.wallet.types import (
     Deposit,
@@ -18,6 +16,7 @@ from probo.wallet.types import (
     Withdrawal,
     WithdrawalRequest,
 )
+from probo.web import Cursor, Limit, decode_cursor, error_responses, repeat_response
 
 
 def provide_wallet_service(state: State) -> WalletService:

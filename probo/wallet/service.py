@@ -18,11 +18,9 @@ import asyncio
 import asyncpg
 from loguru import logger
 
-from probo import ledger, metrics
+from probo import ledger
 from probo.auth import AfterCommit
-from probo.config import Settings
-from probo.db import connection
-from probo.errors import ApiError, unavailable, validation_error
+from probo.infra import Settings, connection, metrics
 from probo.kyc import kyc_status_of
 from probo.ledger import LedgerWriter
 from probo.orderbook import (
@@ -33,7 +31,6 @@ from probo.orderbook import (
     WithdrawalDuplicate,
     record_credit,
 )
-from probo.pagination import page
 from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
 from probo.wallet.types import (
     WITHDRAWAL_AMOUNT_MIN,
@@ -43,6 +40,7 @@ from probo.wallet.types import (
     WalletTransaction,
     Withdrawal,
 )
+from probo.web import ApiError, page, unavailable, validation_error
 
 DEPOSITS_IN_FLIGHT_MAX = 10_000
 _DEPOSIT_COLUMNS = (

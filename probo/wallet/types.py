@@ -7,8 +7,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from probo.config import DEPOSIT_AMOUNT_MAX, DEPOSIT_AMOUNT_MIN
-from probo.storable import StorableText
+from probo.infra import DEPOSIT_AMOUNT_MAX, DEPOSIT_AMOUNT_MIN
+from probo.web import StorableText
 
 WITHDRAWAL_AMOUNT_MIN = 100  # paise, like the smallest deposit
 

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from probo import db
 from probo.app import create_app
 from probo.auth import TokenIssuer
+from probo.infra import db
 from tests.conftest import assert_error, bearer, make_settings, new_phone, serving
 from tests.raw_http import address, read_response, request
 

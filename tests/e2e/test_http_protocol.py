@@ -1,4 +1,4 @@
-"""What the server answers before the application sees a request (probo/http_protocol.py):
+"""What the server answers before the application sees a request (probo/web/http_protocol.py):
 oversized request heads get 431 and malformed requests 400, both in the error shape
 and with the connection closed; requests within the bound, kept alive or pipelined,
 are served as before. Raw TCP, since an HTTP client library would refuse to send
@@ -13,7 +13,7 @@ import httpx
 import pytest
 import pytest_asyncio
 
-from probo.http_protocol import REQUEST_HEAD_BYTES_MAX
+from probo.web import REQUEST_HEAD_BYTES_MAX
 from tests.raw_http import RawResponse, address, closed_by_server, read_response, request
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]

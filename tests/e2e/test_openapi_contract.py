@@ -31,8 +31,8 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-from probo.storable import BIGINT_MAX
 from probo.trading.api import ORDER_EXAMPLE
+from probo.web import BIGINT_MAX
 from tests.conftest import assert_error
 from tests.trading import create_market, funded_trader
 

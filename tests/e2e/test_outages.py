@@ -15,7 +15,7 @@ from litestar import Litestar
 
 from probo.app import create_app
 from probo.auth import TokenIssuer
-from probo.config import Settings
+from probo.infra import Settings
 from tests.conftest import assert_error, bearer, login, make_settings, serving
 from tests.fakes import TcpProxy
 

@@ -16,9 +16,9 @@ import pytest
 from litestar import Litestar
 
 from probo.app import create_app
-from probo.errors import ApiError
 from probo.markets import MarketService
 from probo.markets.scheduler import TICK_S
+from probo.web import ApiError
 from tests.conftest import (
     assert_error,
     bearer,

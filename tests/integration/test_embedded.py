@@ -1,4 +1,4 @@
-"""The embedded Postgres and Redis (probo.embedded): real servers in server_dir.
+"""The embedded Postgres and Redis (probo/infra/embedded.py): real servers in server_dir.
 
 Each test registers every handle it gets with the `servers` fixture, which stops
 them all at teardown, so a failing assertion never leaves a server running.
@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 import redis
 
-from probo.embedded import (
+from probo.infra import (
     EmbeddedPostgres,
     EmbeddedRedis,
     EmbeddedServerError,

@@ -14,9 +14,8 @@ import pytest_asyncio
 import redis.asyncio as aioredis
 from redis.exceptions import MaxConnectionsError
 
-from probo import db
-from probo.errors import ApiError
-from probo.redis_store import connect_redis, redis_required
+from probo.infra import connect_redis, db
+from probo.web import ApiError, redis_required
 
 # Long enough that a waiter still waits when a busy machine is slow to schedule the test.
 WAIT_LONG_S = 30.0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import weakref
 
-from probo import collector
+from probo.infra import collector
 
 
 class _Node:

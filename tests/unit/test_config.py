@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from probo.config import DEV_JWT_SECRET, ConfigError, load_settings
+from probo.infra import DEV_JWT_SECRET, ConfigError, load_settings
 
 
 def test_defaults_match_the_contract() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from probo.auth import InvalidPhone, normalise_phone
+from probo.infra import InvalidPhone, normalise_phone
 
 
 @pytest.mark.parametrize(

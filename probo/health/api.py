@@ -13,13 +13,10 @@ import msgspec
 from litestar import MediaType, Response, get
 from litestar.datastructures import State
 
-from probo import metrics
 from probo.auth import Claims
-from probo.db import UNAVAILABLE_ERRORS, connection
-from probo.errors import error_body, unavailable
+from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection, metrics
 from probo.ledger import Breach, EngineState, engine_breaches, ledger_breaches
-from probo.openapi import error_responses
-from probo.redis_store import REDIS_UNAVAILABLE_ERRORS
+from probo.web import error_body, error_responses, unavailable
 
 CHECK_TIMEOUT_S = 1.0
 AUDIT_DRAIN_TIMEOUT_S = 10.0

@@ -30,7 +30,7 @@ import asyncio
 import gc
 import time
 
-from probo import metrics
+from probo.infra import metrics
 
 YOUNG_INTERVAL_S = 0.5
 FULL_INTERVAL_S = 3600.0

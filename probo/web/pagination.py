@@ -8,8 +8,8 @@ from typing import Annotated, TypeVar
 
 from litestar.params import Parameter
 
-from probo.errors import validation_error
-from probo.storable import BIGINT_MAX
+from probo.web.errors import validation_error
+from probo.web.storable import BIGINT_MAX
 
 T = TypeVar("T")
 

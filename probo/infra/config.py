@@ -13,6 +13,8 @@ from typing import Literal
 
 import msgspec
 
+from probo.infra.phone import InvalidPhone, normalise_phone
+
 DEV_JWT_SECRET = "probo-dev-secret-do-not-use-in-production"
 JWT_SECRET_LENGTH_MIN = 32
 SMS_PROVIDERS = ("outbox", "console", "twilio")
@@ -131,9 +133,6 @@ _STR_FIELDS = {
 
 
 def _normalise_admin_phones(raw: str) -> frozenset[str]:
-    # Imported here so config stays importable on its own; phone rules live in auth.
-    from probo.auth.phone import InvalidPhone, normalise_phone
-
     phones = set()
     for part in _parse_set(raw):
         try:

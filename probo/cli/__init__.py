@@ -23,10 +23,16 @@ import msgspec
 import uvicorn
 from loguru import logger
 
-from probo.config import DEV_JWT_SECRET, ConfigError, Settings, load_settings, prod_warnings
-from probo.db import with_database
-from probo.http_protocol import ProboHttpProtocol
-from probo.observability import configure_logging
+from probo.infra import (
+    DEV_JWT_SECRET,
+    ConfigError,
+    Settings,
+    configure_logging,
+    load_settings,
+    prod_warnings,
+    with_database,
+)
+from probo.web import ProboHttpProtocol
 
 EMBEDDED_DATABASE = "probo"
 
@@ -68,7 +74,7 @@ def resolve_servers(
     Servers started here stop when `stack` closes; so do ones found already running
     when `own_reused` (serve takes over what a killed predecessor left behind).
     """
-    from probo import embedded
+    from probo.infra import embedded
 
     updates: dict[str, str] = {}
     if settings.database_url is None:
@@ -138,7 +144,7 @@ def serve(settings: Settings) -> int:
 
 
 def migrate(settings: Settings) -> int:
-    from probo.db import migrate_url
+    from probo.infra import migrate_url
 
     with ExitStack() as stack:
         settings = resolve_servers(settings, stack, own_reused=False, redis=False)
@@ -162,8 +168,8 @@ def audit(settings: Settings) -> int:
 
 
 def simulate(settings: Settings, args: argparse.Namespace) -> int:
-    from probo.simulate import Options
-    from probo.simulate import simulate as run
+    from probo.cli.simulate import Options
+    from probo.cli.simulate import simulate as run
 
     options = Options(
         url=args.url or f"http://{settings.host}:{settings.port}",

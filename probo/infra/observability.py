@@ -20,7 +20,7 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Message
 
-from probo import metrics
+from probo.infra import metrics
 
 REQUEST_ID_HEADER = b"x-request-id"
 REQUEST_ID_LENGTH_MAX = 64
@@ -90,7 +90,7 @@ def request_context_middleware(app: ASGIApp) -> ASGIApp:
         finally:
             elapsed = time.perf_counter() - started
             route = scope.get("path_template") or "unmatched"
-            method = scope.get("method", "")
+            method = str(scope.get("method", ""))
             metrics.observe_request(method, route, status_code, elapsed)
             if status_code >= 500:
                 logger.warning(

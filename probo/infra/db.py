@@ -17,9 +17,9 @@ from pathlib import Path
 import asyncpg
 from loguru import logger
 
-from probo import metrics
+from probo.infra import metrics
 
-SCHEMA_PATH = Path(__file__).resolve().parent.parent / "schema.sql"
+SCHEMA_PATH = Path(__file__).resolve().parents[2] / "schema.sql"
 # Any number that is ours alone: serialises concurrent migrations of one database.
 MIGRATION_LOCK_ID = 0x50524F424F
 CONNECT_TRIES_MAX = 30

@@ -25,8 +25,8 @@ from litestar.openapi import OpenAPIConfig, ResponseSpec
 from litestar.openapi.spec import OpenAPI, Schema
 from litestar.typing import FieldDefinition
 
-from probo.errors import not_found
-from probo.storable import BIGINT_MAX
+from probo.web.errors import not_found
+from probo.web.storable import BIGINT_MAX
 
 # What each status means on any route; `codes=` adds a route's own codes.
 STATUS_CODES: dict[int, tuple[str, str]] = {

@@ -8,6 +8,8 @@ never an expected path.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
@@ -21,8 +23,15 @@ from litestar.exceptions import (
 )
 from litestar.status_codes import HTTP_500_INTERNAL_SERVER_ERROR
 from loguru import logger
+from redis.exceptions import MaxConnectionsError
 
-from probo.db import CONFLICT_ERRORS, UNAVAILABLE_ERRORS, PoolExhausted
+from probo.infra import (
+    CONFLICT_ERRORS,
+    OUTAGE_RETRY_AFTER_S,
+    REDIS_UNAVAILABLE_ERRORS,
+    UNAVAILABLE_ERRORS,
+    PoolExhausted,
+)
 
 # What a client is asked to wait after a "busy" refusal: a full pool drains in moments.
 BUSY_RETRY_AFTER_S = 1
@@ -212,3 +221,20 @@ exception_handlers = {
     asyncpg.ForeignKeyViolationError: _foreign_key_handler,
     Exception: _internal_handler,
 }
+
+
+@contextmanager
+def redis_required(what: str) -> Iterator[None]:
+    """Run a block that cannot work without Redis: a full pool answers 503 "busy", an
+    unreachable Redis 503 "unavailable"."""
+    try:
+        yield
+    except MaxConnectionsError as error:
+        logger.warning("redis pool exhausted during {}: {}", what, error)
+        raise unavailable(
+            f"{what} is busy; try again in a moment", retry_after_s=BUSY_RETRY_AFTER_S
+        ) from None
+    except REDIS_UNAVAILABLE_ERRORS:
+        raise unavailable(
+            f"{what} is temporarily unavailable", retry_after_s=OUTAGE_RETRY_AFTER_S
+        ) from None
