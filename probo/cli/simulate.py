@@ -22,6 +22,8 @@ from pathlib import Path
 import httpx
 import msgspec
 
+from probo.orderbook import CONTRACT_PAYOUT, own_price
+
 BOT_DEPOSIT = 5_000_000  # paise per bot
 OTP_WAIT_S = 5.0
 REPORT_EVERY_S = 1.0
@@ -122,7 +124,7 @@ async def _bot(
         market = rng.choice(markets)
         tick = market["tick"]
         fair[market["id"]] = min(
-            1000 - 2 * tick,
+            CONTRACT_PAYOUT - 2 * tick,
             max(2 * tick, fair[market["id"]] + tick * rng.randint(-DRIFT_TICKS, DRIFT_TICKS)),
         )
         started = time.perf_counter()
@@ -134,13 +136,15 @@ async def _bot(
         else:
             outcome = rng.choice(("yes", "no"))
             yes_price = fair[market["id"]] + tick * rng.randint(-3, 3)
-            price = yes_price if outcome == "yes" else 1000 - yes_price
+            price = own_price(outcome, yes_price)
             body: dict[str, object] = {"market_id": market["id"], "outcome": outcome, "side": "buy",
                                        "quantity": rng.randint(1, 10), "client_order_id": uuid.uuid4().hex}  # fmt: skip
             if roll < CANCEL_SHARE + MARKET_ORDER_SHARE:
                 body["type"] = "market"
             else:
-                body.update(type="limit", price=min(1000 - tick, max(tick, price - price % tick)))
+                body.update(
+                    type="limit", price=min(CONTRACT_PAYOUT - tick, max(tick, price - price % tick))
+                )
             response = await http.post("/api/v1/orders", json=body, headers=headers)
             if response.status_code == 201 and response.json()["status"] == "open":
                 mine.append(response.json()["id"])

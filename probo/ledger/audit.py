@@ -12,7 +12,8 @@ from collections.abc import Mapping
 import asyncpg
 import msgspec
 
-CONTRACT_PAYOUT = 1000  # paise paid per winning contract
+from probo.orderbook import CONTRACT_PAYOUT
+
 BREACH_ROWS_MAX = 20  # rows named per breach; the count says how many there were
 
 

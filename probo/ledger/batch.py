@@ -23,9 +23,9 @@ from probo.orderbook import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    own_price,
 )
 
-PAYOUT = 1000
 STEP_ENTRIES = 256  # entries translated between two pauses of build_batch_in_steps
 
 
@@ -209,10 +209,8 @@ def build_batch_in_steps(
             if kind is TradeExecuted:
                 e: TradeExecuted = event  # type: ignore[assignment]
                 q = e.quantity
-                taker_price = e.yes_price if e.taker_outcome == "yes" else PAYOUT - e.yes_price
-                maker_price = (
-                    PAYOUT - taker_price if e.taker_outcome != e.maker_outcome else taker_price
-                )
+                taker_price = own_price(e.taker_outcome, e.yes_price)
+                maker_price = own_price(e.maker_outcome, e.yes_price)
                 rows.trades.append(
                     (
                         e.trade_id, e.market_id, e.kind, e.yes_price, q, e.taker_order_id, e.taker_user_id,

@@ -37,6 +37,7 @@ from probo.markets.types import (
     TradePage,
 )
 from probo.orderbook import (
+    CONTRACT_PAYOUT,
     Backpressure,
     CloseMarket,
     Engine,
@@ -52,7 +53,6 @@ from probo.orderbook import (
 from probo.realtime import Hub, OrderBook
 from probo.web import ApiError, encode_cursor, not_found, page, unavailable, validation_error
 
-PAYOUT = 1000
 ID_MAX = 2**63 - 1
 _MARKET_SELECT = """
 SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m.tick,
@@ -101,7 +101,7 @@ class MarketService:
         self._resolving_here: defaultdict[int, int] = defaultdict(int)
 
     async def create(self, request: MarketCreate) -> Market:
-        if PAYOUT % request.tick:
+        if CONTRACT_PAYOUT % request.tick:
             raise validation_error("tick must divide 1000")
         try:  # a time zone can push the last representable instants past year 9999 in UTC
             closes_at = request.closes_at.astimezone(UTC)

@@ -15,6 +15,9 @@ from probo.orderbook.mirror import CreditSink, EngineMirror, record_credit
 from probo.orderbook.recovery import Recovered
 from probo.orderbook.settlement import compute_settlement
 from probo.orderbook.types import (
+    CONTRACT_PAYOUT,
+    QUANTITY_MAX,
+    QUANTITY_MIN,
     CancelAll,
     CancelOrder,
     CloseMarket,
@@ -33,9 +36,14 @@ from probo.orderbook.types import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    other_outcome,
+    own_price,
 )
 
 __all__ = [
+    "CONTRACT_PAYOUT",
+    "QUANTITY_MAX",
+    "QUANTITY_MIN",
     "Backpressure",
     "Entry",
     "EventSink",
@@ -71,6 +79,8 @@ __all__ = [
     "Settlement",
     "TradeExecuted",
     "compute_settlement",
+    "other_outcome",
+    "own_price",
     "parties",
     "record_credit",
 ]

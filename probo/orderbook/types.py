@@ -16,6 +16,7 @@ from typing import Literal
 import msgspec
 
 CONTRACT_PAYOUT = 1000  # paise a winning contract pays
+QUANTITY_MIN = 1  # contracts per order
 QUANTITY_MAX = 100_000
 TICK_DEFAULT = 50
 
@@ -47,6 +48,16 @@ RejectCode = Literal[
     "order_not_open",
     "too_many_open_orders",
 ]
+
+
+def own_price(outcome: str, yes_price: int) -> int:
+    """A YES-terms price in `outcome`'s own terms (and back: the map is its own inverse).
+    YES at p is NO at 1000 - p: the two prices of one contract pair add up to its payout."""
+    return yes_price if outcome == "yes" else CONTRACT_PAYOUT - yes_price
+
+
+def other_outcome(outcome: str) -> str:
+    return "no" if outcome == "yes" else "yes"
 
 
 class PlaceOrder(msgspec.Struct, frozen=True, gc=False):

@@ -15,25 +15,27 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from probo.orderbook import (
+    CONTRACT_PAYOUT,
     Event,
     OrderAccepted,
     OrderCanceled,
     RestingOrder,
     TradeExecuted,
+    other_outcome,
+    own_price,
 )
 
-PAYOUT = 1000
 ASK_KIND_MIN = 2  # RestingOrder kinds: 0 buy YES, 1 sell NO (bids); 2 sell YES, 3 buy NO
 
 Level = tuple[str, int]  # ("yes" | "no", display price)
 
 
-def display_level(outcome: str, side: str, own_price: int) -> Level:
-    """Where an order shows: `buy yes @p` and `sell no @(1000-p)` in `yes` at p;
-    `buy no @q` and `sell yes @(1000-q)` in `no` at q."""
+def display_level(outcome: str, side: str, price: int) -> Level:
+    """Where an order at `price` (its own terms) shows: `buy yes @p` and `sell no
+    @(1000-p)` in `yes` at p; `buy no @q` and `sell yes @(1000-q)` in `no` at q."""
     if side == "buy":
-        return (outcome, own_price)
-    return ("no" if outcome == "yes" else "yes", PAYOUT - own_price)
+        return (outcome, price)
+    return (other_outcome(outcome), CONTRACT_PAYOUT - price)
 
 
 class CommittedBook:
@@ -53,7 +55,7 @@ class CommittedBook:
             if order.kind < ASK_KIND_MIN:
                 level = ("yes", order.price)
             else:
-                level = ("no", PAYOUT - order.price)
+                level = ("no", own_price("no", order.price))
             book.orders[order.order_id] = [level, order.remaining]
             book.levels[level] = book.levels.get(level, 0) + order.remaining
         return book

@@ -38,6 +38,7 @@ from probo.orderbook import (
     OrderAccepted,
     OrderCanceled,
     TradeExecuted,
+    own_price,
 )
 from probo.realtime.frames import text_frame
 from probo.realtime.subscriber import Subscriber
@@ -49,110 +50,12 @@ from probo.realtime.types import (
     OrderUpdate,
 )
 
-PAYOUT = 1000
 USER_BACKLOG_MAX = 10_000  # committed batches waiting behind an order read
 USER_RETRY_S = 0.5  # Postgres away: the order read is tried again after this
 SESSION_CHECK_INTERVAL_S = 1.0  # how often open user channels are checked for a live session
 USER_CHANNEL = "user"
 
 _encode = msgspec.json.Encoder().encode
-
-
-class OrderView:
-    """One order of a watched user, as committed so far."""
-
-    __slots__ = (
-        "id", "user_id", "client_order_id", "market_id", "outcome", "side", "type",
-        "time_in_force", "price", "quantity", "status", "filled", "cost", "fills",
-        "trade_ids", "created_at", "cancel_reason", "unsent",
-    )  # fmt: skip
-
-    def __init__(self, user_id: int, order: trading.Order) -> None:
-        self.id = order.id
-        self.user_id = user_id
-        self.client_order_id = order.client_order_id
-        self.market_id = order.market_id
-        self.outcome = order.outcome
-        self.side = order.side
-        self.type = order.type
-        self.time_in_force = order.time_in_force
-        self.price = order.price
-        self.quantity = order.quantity
-        self.status = order.status
-        self.filled = order.filled_quantity
-        self.cost = sum(f.price * f.quantity for f in order.fills)
-        self.fills = list(order.fills)
-        self.trade_ids = {f.trade_id for f in order.fills}
-        self.created_at = order.created_at
-        self.cancel_reason = order.cancel_reason
-        self.unsent = False  # read from Postgres for a change not yet sent
-
-    @classmethod
-    def accepted(cls, event: OrderAccepted, entry: Entry) -> OrderView:
-        return cls(
-            event.user_id,
-            trading.Order(
-                id=event.order_id,
-                client_order_id=event.client_order_id,
-                market_id=event.market_id,
-                outcome=event.outcome,
-                side=event.side,
-                type=event.type,
-                time_in_force=event.time_in_force,
-                price=event.price if event.type == "limit" else None,
-                quantity=event.quantity,
-                status="open",
-                filled_quantity=0,
-                remaining_quantity=event.quantity,
-                average_price=None,
-                fills=[],
-                created_at=entry.at,
-            ),
-        )
-
-    def fill(self, trade: TradeExecuted, entry: Entry) -> bool:
-        """Apply one trade of this order; False when the view already has it."""
-        if trade.trade_id in self.trade_ids:
-            return False
-        price = trade.yes_price if self.outcome == "yes" else PAYOUT - trade.yes_price
-        self.trade_ids.add(trade.trade_id)
-        self.fills.append(trading.Fill(trade.trade_id, price, trade.quantity, trade.kind, entry.at))
-        self.filled += trade.quantity
-        self.cost += price * trade.quantity
-        if self.filled >= self.quantity:
-            self.status = "filled"
-        return True
-
-    def cancel(self, event: OrderCanceled) -> bool:
-        if self.status != "open":
-            return False
-        self.status = "canceled"
-        self.cancel_reason = event.reason
-        return True
-
-    @property
-    def done(self) -> bool:
-        return self.status != "open"
-
-    def view(self) -> trading.Order:
-        return trading.Order(
-            id=self.id,
-            client_order_id=self.client_order_id,
-            market_id=self.market_id,
-            outcome=self.outcome,
-            side=self.side,
-            type=self.type,
-            time_in_force=self.time_in_force,
-            price=self.price,
-            quantity=self.quantity,
-            status=self.status,  # type: ignore[arg-type]
-            filled_quantity=self.filled,
-            remaining_quantity=self.quantity - self.filled if self.status == "open" else 0,
-            average_price=trading.average(self.cost, self.filled),
-            fills=list(self.fills),
-            created_at=self.created_at,
-            cancel_reason=self.cancel_reason,
-        )
 
 
 class UserFeeds:
@@ -163,7 +66,7 @@ class UserFeeds:
         self._pool = pool
         self._is_revoked = is_revoked
         self._connections: dict[int, set[Subscriber]] = {}
-        self._orders: dict[int, OrderView] = {}  # order id -> view, watched users' only
+        self._orders: dict[int, trading.OrderView] = {}  # order id -> view, watched users' only
         self._orders_of: dict[int, set[int]] = {}  # user id -> ids of their views
         self._backlog: deque[Sequence[Entry]] = deque()
         self._wakeup = asyncio.Event()
@@ -291,15 +194,15 @@ class UserFeeds:
             orders = await trading.orders_of_anyone(conn, order_ids)
         for user_id, order in orders:
             if order.id not in self._orders and user_id in self._connections:
-                view = self._add_view(OrderView(user_id, order))
+                view = self._add_view(trading.OrderView(user_id, order))
                 view.unsent = True
 
-    def _add_view(self, view: OrderView) -> OrderView:
+    def _add_view(self, view: trading.OrderView) -> trading.OrderView:
         self._orders[view.id] = view
         self._orders_of.setdefault(view.user_id, set()).add(view.id)
         return view
 
-    def _drop_view(self, view: OrderView) -> None:
+    def _drop_view(self, view: trading.OrderView) -> None:
         del self._orders[view.id]
         ids = self._orders_of.get(view.user_id)
         if ids is not None:
@@ -311,7 +214,7 @@ class UserFeeds:
         orders = self._orders
         out: dict[int, list[bytes]] = {}
         for entry in batch:
-            changed: dict[int, OrderView] = {}
+            changed: dict[int, trading.OrderView] = {}
             finished: set[int] = set()  # orders this entry fills completely or cancels
             fills: list[tuple[int, FillView]] = []
             for event in entry.events:
@@ -319,7 +222,7 @@ class UserFeeds:
                 if kind is OrderAccepted:
                     a: OrderAccepted = event  # type: ignore[assignment]
                     if a.user_id in connections and a.order_id not in orders:
-                        view = self._add_view(OrderView.accepted(a, entry))
+                        view = self._add_view(trading.OrderView.accepted(a, entry))
                         changed[a.order_id] = view
                 elif kind is TradeExecuted:
                     t: TradeExecuted = event  # type: ignore[assignment]
@@ -333,7 +236,7 @@ class UserFeeds:
                     ):
                         if user_id not in connections:
                             continue
-                        price = t.yes_price if outcome == "yes" else PAYOUT - t.yes_price
+                        price = own_price(outcome, t.yes_price)
                         fills.append(
                             (user_id, FillView(order_id, t.trade_id, price, t.quantity, t.kind))
                         )

@@ -4,13 +4,16 @@ from probo.trading.api import dependencies, route_handlers
 from probo.trading.queries import orders_of_anyone
 from probo.trading.service import TradingService
 from probo.trading.types import Fill, Order, average
+from probo.trading.views import OrderView, order_from_events
 
 __all__ = [
     "Fill",
     "Order",
+    "OrderView",
     "average",
     "TradingService",
     "dependencies",
+    "order_from_events",
     "orders_of_anyone",
     "route_handlers",
 ]

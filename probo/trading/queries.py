@@ -8,18 +8,14 @@ from collections import defaultdict
 
 import asyncpg
 
+from probo.orderbook import own_price
 from probo.trading.types import Fill, Order, UserFill, average
 
-PAYOUT = 1000
 ID_MAX = 2**63 - 1
 _ORDER_COLUMNS = (
     "id, client_order_id, market_id, outcome, side, type, time_in_force, price, quantity, status, "
     "filled_quantity, cost, cancel_reason, created_at"
 )
-
-
-def own_price(outcome: str, yes_price: int) -> int:
-    return yes_price if outcome == "yes" else PAYOUT - yes_price
 
 
 async def _fills_of(conn: asyncpg.Connection, order_ids: list[int]) -> dict[int, list[Fill]]:

@@ -30,11 +30,10 @@ from probo.orderbook import (
     OrderDuplicate,
     OrderRejected,
     PlaceOrder,
-    TradeExecuted,
+    own_price,
 )
 from probo.trading import queries
 from probo.trading.ratelimit import OrderRateLimiter
-from probo.trading.types import Fill as FillView
 from probo.trading.types import (
     FillPage,
     LimitOrderRequest,
@@ -46,61 +45,15 @@ from probo.trading.types import (
     PortfolioTotals,
     average,
 )
+from probo.trading.views import order_from_events
 from probo.web import ApiError, not_found, page, rate_limited, unavailable
 
-PAYOUT = 1000
 # HTTP status per engine rejection; anything not listed is 422.
 REJECT_STATUS = {"not_found": 404, "market_not_open": 409, "order_not_open": 409}
 
 
 def rejection(event: OrderRejected) -> ApiError:
     return ApiError(REJECT_STATUS.get(event.code, 422), event.code, event.message)
-
-
-def order_from_events(entry: Entry) -> Order:
-    """The answer to a new order, from the events its command produced."""
-    accepted: OrderAccepted = entry.events[0]  # type: ignore[assignment]
-    order_id = accepted.order_id
-    fills: list[FillView] = []
-    filled = cost = 0
-    status = "open"
-    reason = None
-    remaining = accepted.quantity
-    own_is_yes = accepted.outcome == "yes"
-    for event in entry.events:
-        kind = type(event)
-        if kind is TradeExecuted:
-            trade: TradeExecuted = event  # type: ignore[assignment]
-            if trade.taker_order_id != order_id:
-                continue
-            price = trade.yes_price if own_is_yes else PAYOUT - trade.yes_price
-            fills.append(FillView(trade.trade_id, price, trade.quantity, trade.kind, entry.at))
-            filled += trade.quantity
-            cost += price * trade.quantity
-            remaining = trade.taker_remaining
-        elif kind is OrderCanceled and event.order_id == order_id:  # type: ignore[union-attr]
-            status = "canceled"
-            reason = event.reason  # type: ignore[union-attr]
-    if status == "open" and filled == accepted.quantity:
-        status = "filled"
-    return Order(
-        id=order_id,
-        client_order_id=accepted.client_order_id,
-        market_id=accepted.market_id,
-        outcome=accepted.outcome,
-        side=accepted.side,
-        type=accepted.type,
-        time_in_force=accepted.time_in_force,
-        price=accepted.price if accepted.type == "limit" else None,
-        quantity=accepted.quantity,
-        status=status,  # type: ignore[arg-type]
-        filled_quantity=filled,
-        remaining_quantity=remaining if status == "open" else 0,
-        average_price=average(cost, filled),
-        fills=fills,
-        created_at=entry.at,
-        cancel_reason=reason,
-    )
 
 
 class TradingService:
@@ -269,7 +222,7 @@ class TradingService:
             elif r["status"] == "closed":
                 # No book any more: the last trade's price, else cost (nothing unrealised).
                 last = r["last_price"]
-                mark = invested if last is None else yes * last + no * (PAYOUT - last)
+                mark = invested if last is None else yes * last + no * own_price("no", last)
             positions.append(
                 PortfolioPosition(
                     market_id=market_id,

@@ -7,9 +7,10 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from probo.orderbook import QUANTITY_MAX, QUANTITY_MIN
 from probo.web import Id, StorableText
 
-Quantity = Annotated[int, msgspec.Meta(ge=1, le=100_000)]
+Quantity = Annotated[int, msgspec.Meta(ge=QUANTITY_MIN, le=QUANTITY_MAX)]
 ClientOrderId = Annotated[StorableText, msgspec.Meta(min_length=1, max_length=64)]
 MarketId = Id
 Outcome = Literal["yes", "no"]
