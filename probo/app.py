@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
+import asyncpg
+import redis.asyncio as aioredis
 from litestar import Litestar, Request
 from litestar.types import Receive, Scope, Send
 from loguru import logger
@@ -23,6 +25,7 @@ from probo.infra import (
 )
 from probo.ledger import LedgerWriter
 from probo.orderbook import Engine, EngineMirror
+from probo.services import Services
 from probo.web import (
     PublishedOpenAPIConfig,
     StrictStructSchemaPlugin,
@@ -65,106 +68,8 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        state = app.state
-        state.settings = settings
-        pool = await create_pool(settings.database_url, size_max=settings.database_pool_max)
-        background: list[asyncio.Task[None]] = []
-        sms_provider = sms or auth.build_sms_provider(
-            settings.sms_provider,
-            outbox_path=settings.sms_outbox,
-            twilio_account_sid=settings.twilio_account_sid,
-            twilio_auth_token=settings.twilio_auth_token,
-            twilio_from=settings.twilio_from,
-            twilio_base_url=settings.twilio_base_url,
-        )
-        redis = connect_redis(settings.redis_url)
-        subscriber = connect_redis_subscriber(settings.redis_url)
-        try:
-            async with pool.acquire() as conn:
-                await migrate(conn)
-            engine = Engine()
-            writer = LedgerWriter(settings.database_url, backlog_max=settings.ledger_backlog_max)
-            await engine.recover(pool)
-            async with pool.acquire() as conn:
-                await writer.load(conn)
-            engine.attach(writer)
-            writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
-            revocations = auth.RevocationList(
-                pool, redis, settings.redis_key_prefix, subscriber=subscriber
-            )
-            hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
-            hub.load()  # the recovered books are the committed ones
-            writer.on_commit = hub.committed
-            collector.settle_heap()  # the recovered heap lives as long as the process
-            background.append(asyncio.create_task(collector.run(), name="collector"))
-            background.append(asyncio.create_task(writer.run(), name="ledger-writer"))
-            background.append(asyncio.create_task(hub.run_user_feed(), name="user-feed"))
-            engine.start()
-            mirror = EngineMirror(
-                engine,
-                pool,
-                tries_max=settings.engine_mirror_tries_max,
-                wait_ms=settings.engine_mirror_wait_ms,
-                reconcile_interval_s=settings.engine_reconcile_interval_s,
-            )
-            await revocations.load()  # before ready: a restart never forgets a logout
-            wallet_service = wallet.WalletService(
-                settings=settings,
-                pool=pool,
-                engine=engine,
-                mirror=mirror,
-                gateway=gateway or wallet.SimulatedGateway(),
-                writer=writer,
-            )
-            state.pool = pool
-            state.redis = redis
-            state.engine = engine
-            state.writer = writer
-            state.trading = trading.TradingService(settings=settings, pool=pool, engine=engine)
-            state.hub = hub
-            state.markets = markets.MarketService(
-                pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
-            )
-            state.mirror = mirror
-            state.wallet = wallet_service
-            state.kyc = kyc.KycService(pool)
-            state.referral = referral.ReferralService(settings=settings, pool=pool, mirror=mirror)
-            state.auth = auth.AuthService(
-                settings=settings,
-                pool=pool,
-                otp_store=auth.OtpStore(redis, settings),
-                sms=sms_provider,
-                tokens=auth.TokenIssuer(settings.jwt_secret, settings.session_ttl_s),
-                revocations=revocations,
-                on_signup=wallet_service.open_wallet,
-                kyc_status_of=kyc.kyc_status_of,
-            )
-            background.append(asyncio.create_task(revocations.listen(), name="revocations"))
-            background.append(
-                asyncio.create_task(markets.run_market_clock(state.markets), name="market-clock")
-            )
-            background.append(
-                asyncio.create_task(mirror.run_reconciler(), name="credit-reconciler")
-            )
-            state.started = True
-            logger.info("probo ready on {}:{} ({})", settings.host, settings.port, settings.env)
+        async with _serving(app, settings, gateway, sms):
             yield
-            state.started = False
-            await mirror.drain()
-            if not await writer.drain(SHUTDOWN_DRAIN_S):
-                logger.error(
-                    "stopping with {} unwritten ledger entries (never acknowledged)", writer.backlog
-                )
-            await engine.stop()
-        finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            collector.restore()
-            await sms_provider.close()
-            await subscriber.aclose()
-            await redis.aclose()
-            await pool.close()
 
     return _ProboApp(
         route_handlers=[
@@ -194,3 +99,150 @@ def create_app(
         plugins=[StrictStructSchemaPlugin()],
         debug=False,
     )
+
+
+@asynccontextmanager
+async def _serving(
+    app: Litestar,
+    settings: Settings,
+    gateway: wallet.PaymentGateway | None,
+    sms: auth.SmsProvider | None,
+) -> AsyncIterator[None]:
+    """Connect, recover, build the services, start the background tasks; serve; then
+    drain and tear down in reverse order."""
+    async with AsyncExitStack() as stack:
+        pool = await create_pool(settings.database_url, size_max=settings.database_pool_max)
+        stack.push_async_callback(pool.close)
+        redis = connect_redis(settings.redis_url)
+        stack.push_async_callback(redis.aclose)
+        subscriber = connect_redis_subscriber(settings.redis_url)
+        stack.push_async_callback(subscriber.aclose)
+        sms_provider = sms or _sms_provider(settings)
+        stack.push_async_callback(sms_provider.close)
+        async with pool.acquire() as conn:
+            await migrate(conn)
+        revocations = auth.RevocationList(
+            pool, redis, settings.redis_key_prefix, subscriber=subscriber
+        )
+        services = await _recovered_services(
+            settings, pool, redis, revocations, gateway, sms_provider
+        )
+        stack.callback(collector.restore)
+        await revocations.load()  # before ready: a restart never forgets a logout
+        background = _start_background(services, revocations)
+        stack.push_async_callback(_cancelled, background)
+        app.state.services = services
+        logger.info("probo ready on {}:{} ({})", settings.host, settings.port, settings.env)
+        yield
+        app.state.services = None
+        await _drained(services)
+
+
+async def _recovered_services(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    redis: aioredis.Redis,
+    revocations: auth.RevocationList,
+    gateway: wallet.PaymentGateway | None,
+    sms_provider: auth.SmsProvider,
+) -> Services:
+    """The engine recovered from Postgres, the ledger writer loaded and attached, the
+    live feeds on its commits, and every service built on them."""
+    engine = Engine()
+    writer = LedgerWriter(settings.database_url, backlog_max=settings.ledger_backlog_max)
+    await engine.recover(pool)
+    async with pool.acquire() as conn:
+        await writer.load(conn)
+    engine.attach(writer)
+    writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
+    hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
+    hub.load()  # the recovered books are the committed ones
+    writer.on_commit = hub.committed
+    collector.settle_heap()  # the recovered heap lives as long as the process
+    mirror = EngineMirror(
+        engine,
+        pool,
+        tries_max=settings.engine_mirror_tries_max,
+        wait_ms=settings.engine_mirror_wait_ms,
+        reconcile_interval_s=settings.engine_reconcile_interval_s,
+    )
+    wallet_service = wallet.WalletService(
+        settings=settings,
+        pool=pool,
+        engine=engine,
+        mirror=mirror,
+        gateway=gateway or wallet.SimulatedGateway(),
+        writer=writer,
+    )
+    return Services(
+        settings=settings,
+        pool=pool,
+        redis=redis,
+        engine=engine,
+        writer=writer,
+        hub=hub,
+        mirror=mirror,
+        wallet=wallet_service,
+        trading=trading.TradingService(settings=settings, pool=pool, engine=engine),
+        markets=markets.MarketService(
+            pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
+        ),
+        kyc=kyc.KycService(pool),
+        referral=referral.ReferralService(settings=settings, pool=pool, mirror=mirror),
+        auth=auth.AuthService(
+            settings=settings,
+            pool=pool,
+            otp_store=auth.OtpStore(redis, settings),
+            sms=sms_provider,
+            tokens=auth.TokenIssuer(settings.jwt_secret, settings.session_ttl_s),
+            revocations=revocations,
+            on_signup=wallet_service.open_wallet,
+            kyc_status_of=kyc.kyc_status_of,
+        ),
+    )
+
+
+def _sms_provider(settings: Settings) -> auth.SmsProvider:
+    return auth.build_sms_provider(
+        settings.sms_provider,
+        outbox_path=settings.sms_outbox,
+        twilio_account_sid=settings.twilio_account_sid,
+        twilio_auth_token=settings.twilio_auth_token,
+        twilio_from=settings.twilio_from,
+        twilio_base_url=settings.twilio_base_url,
+    )
+
+
+def _start_background(
+    services: Services, revocations: auth.RevocationList
+) -> list[asyncio.Task[None]]:
+    """The ledger writer, the feeds, the markets' tasks, and the periodic workers."""
+    background = [
+        asyncio.create_task(collector.run(), name="collector"),
+        asyncio.create_task(services.writer.run(), name="ledger-writer"),
+        asyncio.create_task(services.hub.run_user_feed(), name="user-feed"),
+    ]
+    services.engine.start()
+    background += [
+        asyncio.create_task(revocations.listen(), name="revocations"),
+        asyncio.create_task(markets.run_market_clock(services.markets), name="market-clock"),
+        asyncio.create_task(services.mirror.run_reconciler(), name="credit-reconciler"),
+    ]
+    return background
+
+
+async def _drained(services: Services) -> None:
+    """Stopping: credits in flight reach the engine, everything decided reaches the ledger."""
+    await services.mirror.drain()
+    writer = services.writer
+    if not await writer.drain(SHUTDOWN_DRAIN_S):
+        logger.error(
+            "stopping with {} unwritten ledger entries (never acknowledged)", writer.backlog
+        )
+    await services.engine.stop()
+
+
+async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

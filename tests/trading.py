@@ -13,6 +13,7 @@ from litestar import Litestar
 from prometheus_client import REGISTRY
 
 from probo.ledger import EngineState, engine_breaches
+from probo.services import services_of
 from tests.conftest import bearer, login
 
 
@@ -101,9 +102,9 @@ async def escrow(db: asyncpg.Pool, market_id: int) -> int:
 async def engine_differences(app: Litestar, db: asyncpg.Pool) -> list[str]:
     """SPEC §3 invariant 5 (the engine idle, the writer drained): what differs between
     the engine and Postgres; and the engine's own invariants hold."""
-    app.state.engine.exchange.validate()
-    cash, positions, escrow_by_market, open_orders = app.state.engine.state()
-    assert await app.state.writer.drain(10.0)
+    services_of(app).engine.exchange.validate()
+    cash, positions, escrow_by_market, open_orders = services_of(app).engine.state()
+    assert await services_of(app).writer.drain(10.0)
     async with db.acquire() as conn:
         breaches = await engine_breaches(
             conn,

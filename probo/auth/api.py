@@ -17,6 +17,7 @@ from probo.auth.service import AuthService
 from probo.auth.tokens import Claims, InvalidToken
 from probo.auth.types import LoggedOut, LoginResult, Me, OtpRequest, OtpSent, VerifyRequest
 from probo.infra import Settings
+from probo.services import services_of
 from probo.web import error_responses, forbidden, unauthorized
 
 SESSION_COOKIE = "probo_session"
@@ -89,7 +90,8 @@ def authenticate(request: Request, auth: AuthService, settings: Settings) -> Cla
 def _claims_for(request: Request, *, admin: bool) -> Claims:
     claims = request.scope.get("probo_claims")
     if claims is None:
-        claims = authenticate(request, request.app.state.auth, request.app.state.settings)
+        services = services_of(request.app)
+        claims = authenticate(request, services.auth, services.settings)
         request.scope["probo_claims"] = claims  # type: ignore[typeddict-unknown-key]
     if admin and claims.role != "admin":
         raise forbidden("admins only")
@@ -116,7 +118,7 @@ async def provide_admin(request: Request) -> Claims:
 
 
 def provide_auth_service(state: State) -> AuthService:
-    return state.auth
+    return services_of(state).auth
 
 
 dependencies = {
@@ -163,7 +165,8 @@ async def verify_otp(
 ) -> Response[LoginResult]:
     result = await auth.verify(data.phone, data.otp, client_ip(request))
     return Response(
-        result, cookies=[_session_cookie(state.settings, result.token, auth.tokens.ttl_s)]
+        result,
+        cookies=[_session_cookie(services_of(state).settings, result.token, auth.tokens.ttl_s)],
     )
 
 
@@ -176,7 +179,7 @@ async def verify_otp(
 )
 async def logout(principal: Claims, auth: AuthService, state: State) -> Response[LoggedOut]:
     await auth.logout(principal)
-    return Response(LoggedOut(), cookies=[_session_cookie(state.settings, "", 0)])
+    return Response(LoggedOut(), cookies=[_session_cookie(services_of(state).settings, "", 0)])
 
 
 @get("/api/v1/me", tags=["auth"], summary="Who am I", responses=error_responses(401, 503))

@@ -16,6 +16,7 @@ from litestar.datastructures import State
 from probo.auth import Claims
 from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection, metrics
 from probo.ledger import Breach, EngineState, engine_breaches, ledger_breaches
+from probo.services import Services, running_services, services_of
 from probo.web import error_body, error_responses, unavailable
 
 CHECK_TIMEOUT_S = 1.0
@@ -34,17 +35,17 @@ class Readiness(msgspec.Struct):
     ledger: bool  # the ledger writer is committing (not stuck retrying a batch)
 
 
-async def _postgres_ok(state: State) -> bool:
+async def _postgres_ok(services: Services) -> bool:
     try:
-        await asyncio.wait_for(state.pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
+        await asyncio.wait_for(services.pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
         return True
     except UNAVAILABLE_ERRORS:
         return False
 
 
-async def _redis_ok(state: State) -> bool:
+async def _redis_ok(services: Services) -> bool:
     try:
-        return bool(await asyncio.wait_for(state.redis.ping(), CHECK_TIMEOUT_S))
+        return bool(await asyncio.wait_for(services.redis.ping(), CHECK_TIMEOUT_S))
     except (TimeoutError, *REDIS_UNAVAILABLE_ERRORS):
         return False
 
@@ -61,11 +62,12 @@ async def healthz() -> Alive:
     responses=error_responses(503),
 )
 async def readyz(state: State) -> Response[Readiness]:
-    if not getattr(state, "started", False):
-        return Response(error_body("unavailable", "starting"), status_code=503)
-    postgres, redis = await asyncio.gather(_postgres_ok(state), _redis_ok(state))
-    engine = state.engine.ready
-    ledger = state.writer.stalled_since is None
+    services = running_services(state)
+    if services is None:
+        return Response(error_body("unavailable", "starting or stopping"), status_code=503)
+    postgres, redis = await asyncio.gather(_postgres_ok(services), _redis_ok(services))
+    engine = services.engine.ready
+    ledger = services.writer.stalled_since is None
     ready = postgres and engine and ledger
     readiness = Readiness(
         status="ready" if ready else "unavailable",
@@ -106,11 +108,12 @@ class AuditReport(msgspec.Struct):
     responses=error_responses(401, 403, 503),
 )
 async def live_audit(admin: Claims, state: State) -> AuditReport:
-    cash, positions, escrow, open_orders = state.engine.state()
-    if not await state.writer.drain(AUDIT_DRAIN_TIMEOUT_S):
+    services = services_of(state)
+    cash, positions, escrow, open_orders = services.engine.state()
+    if not await services.writer.drain(AUDIT_DRAIN_TIMEOUT_S):
         raise unavailable("the ledger writer did not drain", 1)
     engine = EngineState(cash=cash, positions=positions, escrow=escrow, open_orders=open_orders)
-    async with connection(state.pool) as conn:
+    async with connection(services.pool) as conn:
         breaches = await ledger_breaches(conn) + await engine_breaches(conn, engine)
     return AuditReport(ok=not breaches, breaches=breaches)
 

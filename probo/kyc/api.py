@@ -12,6 +12,7 @@ from litestar.params import Parameter
 from probo.auth import Claims
 from probo.kyc.service import KycService
 from probo.kyc.types import KycAdminPage, KycAdminView, KycDecision, KycSubmission, KycView
+from probo.services import services_of
 from probo.web import BIGINT_MAX, Cursor, Limit, decode_cursor, error_responses, repeat_response
 
 KycId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
@@ -19,7 +20,7 @@ StatusFilter = Annotated[Literal["PENDING", "VERIFIED", "REJECTED"] | None, Para
 
 
 def provide_kyc_service(state: State) -> KycService:
-    return state.kyc
+    return services_of(state).kyc
 
 
 dependencies = {"kyc": Provide(provide_kyc_service, sync_to_thread=False)}

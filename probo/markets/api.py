@@ -21,6 +21,7 @@ from probo.markets.types import (
     TradePage,
 )
 from probo.realtime import OrderBook
+from probo.services import services_of
 from probo.web import (
     BIGINT_MAX,
     Cursor,
@@ -45,7 +46,7 @@ MARKET_DATA_ERRORS = error_responses(400, 404, 503)
 
 
 def provide_market_service(state: State) -> MarketService:
-    return state.markets
+    return services_of(state).markets
 
 
 dependencies = {"markets": Provide(provide_market_service, sync_to_thread=False)}

@@ -34,6 +34,7 @@ from probo.realtime.subscriber import (
     direct_socket,
 )
 from probo.realtime.types import ClientMessage, Error, Pong, Subscribed, Unsubscribed
+from probo.services import services_of
 from probo.web import ApiError
 
 CONNECTIONS_MAX = 10_000  # open WebSocket connections per process
@@ -53,7 +54,7 @@ _open_connections = 0
 
 def _session_of(socket: WebSocket) -> tuple[Claims | None, bool]:
     """(the session's claims or None, whether the handshake must be refused)."""
-    state = socket.app.state
+    services = services_of(socket.app)
     token: str | None = socket.query_params.get("token")
     via_cookie = False
     if not token:
@@ -64,12 +65,12 @@ def _session_of(socket: WebSocket) -> tuple[Claims | None, bool]:
     if not token or len(token) > TOKEN_LENGTH_MAX:
         return None, False
     try:
-        claims = state.auth.tokens.decode(token)
+        claims = services.auth.tokens.decode(token)
     except InvalidToken:
         return None, False
-    if state.auth.revocations.is_revoked(claims.jti):
+    if services.auth.revocations.is_revoked(claims.jti):
         return None, False
-    if via_cookie and is_foreign_origin(socket, state.settings.allowed_origins):  # type: ignore[arg-type]
+    if via_cookie and is_foreign_origin(socket, services.settings.allowed_origins):  # type: ignore[arg-type]
         return None, True
     return claims, False
 
@@ -154,7 +155,7 @@ async def feed(socket: WebSocket) -> None:
     if _open_connections >= CONNECTIONS_MAX:
         await socket.close(code=CLOSE_BUSY, reason="too many connections")
         return
-    hub: Hub = socket.app.state.hub
+    hub = services_of(socket.app).hub
     _open_connections += 1  # before any await: concurrent handshakes count each other
     metrics.WS_CONNECTIONS.inc()
     subscriber: Subscriber | None = None

@@ -9,11 +9,12 @@ from litestar.di import Provide
 from probo.auth import Claims
 from probo.referral.service import ReferralService
 from probo.referral.types import ReferralApplied, ReferralSubmission, ReferralSummary
+from probo.services import services_of
 from probo.web import error_responses
 
 
 def provide_referral_service(state: State) -> ReferralService:
-    return state.referral
+    return services_of(state).referral
 
 
 dependencies = {"referral": Provide(provide_referral_service, sync_to_thread=False)}

@@ -7,6 +7,7 @@ from litestar.datastructures import State
 from litestar.di import Provide
 
 from probo.auth import Claims
+from probo.services import services_of
 from probo.wallet.service import WalletService
 from probo.wallet.types import (
     Deposit,
@@ -20,7 +21,7 @@ from probo.web import Cursor, Limit, decode_cursor, error_responses, repeat_resp
 
 
 def provide_wallet_service(state: State) -> WalletService:
-    return state.wallet
+    return services_of(state).wallet
 
 
 dependencies = {"wallet": Provide(provide_wallet_service, sync_to_thread=False)}

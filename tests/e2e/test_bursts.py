@@ -14,6 +14,7 @@ import pytest
 from probo.app import create_app
 from probo.auth import TokenIssuer
 from probo.infra import db
+from probo.services import services_of
 from tests.conftest import assert_error, bearer, make_settings, new_phone, serving
 from tests.raw_http import address, read_response, request
 
@@ -73,7 +74,7 @@ async def test_a_database_pool_full_past_its_wait_answers_busy(
     token, _ = TokenIssuer(settings.jwt_secret, 3600).issue(1, "user")
     app = create_app(settings)
     async with serving(app) as client:
-        pool = app.state.pool
+        pool = services_of(app).pool
         held = [await pool.acquire() for _ in range(pool.get_max_size())]
         try:
             busy = await client.get("/api/v1/me", headers=bearer(token))

@@ -16,6 +16,7 @@ from prometheus_client import REGISTRY
 
 from probo.app import create_app
 from probo.ledger import audit_url
+from probo.services import services_of
 from tests.conftest import bearer, create_database, drop_database, login, make_settings, serving
 
 RECONCILE_WAIT_S = 10.0
@@ -51,7 +52,7 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
     own_app: Litestar, outbox_path: Path
 ) -> None:
     async with serving(own_app) as client:
-        engine = own_app.state.engine
+        engine = services_of(own_app).engine
         failures_before = _mirror_failures()
         engine.ready = False  # as during start-up recovery: the engine takes no commands
         started = time.monotonic()
@@ -68,7 +69,7 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
         assert elapsed < 5
         assert _mirror_failures() == failures_before + 2
         assert engine.exchange.cash(user_id) == 0
-        pending = await own_app.state.pool.fetchval(
+        pending = await services_of(own_app).pool.fetchval(
             "SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id
         )
         assert pending == 2
@@ -83,13 +84,13 @@ async def test_credits_missed_while_the_engine_recovers_are_applied_by_the_recon
             "the reconciler clears what it applied"
         )
         # Applying again is impossible: the transfer ids are remembered until the rows go.
-        await own_app.state.mirror.reconcile_once(grace_s=0)
+        await services_of(own_app).mirror.reconcile_once(grace_s=0)
         assert engine.exchange.cash(user_id) == 5_500
 
 
 async def _outbox_empty(app: Litestar, user_id: int) -> bool:
     return (
-        await app.state.pool.fetchval(
+        await services_of(app).pool.fetchval(
             "SELECT count(*) FROM engine_credit_outbox WHERE user_id = $1", user_id
         )
         == 0
@@ -100,15 +101,15 @@ async def test_engine_recovery_loads_committed_credits_once(
     own_app: Litestar, outbox_path: Path
 ) -> None:
     async with serving(own_app) as client:
-        engine = own_app.state.engine
+        engine = services_of(own_app).engine
         engine.ready = False
         token, body = await login(client, outbox_path)
         user_id = body["user"]["id"]
         # A restart: recovery reads balances that already include the pending credit.
-        await engine.recover(own_app.state.pool)
+        await engine.recover(services_of(own_app).pool)
         assert engine.exchange.cash(user_id) == 1_500
         assert await _outbox_empty(own_app, user_id)
-        await own_app.state.mirror.reconcile_once(grace_s=0)
+        await services_of(own_app).mirror.reconcile_once(grace_s=0)
         assert engine.exchange.cash(user_id) == 1_500
 
 

@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import ADMIN_PHONE, bearer, last_otp, login, new_phone
 
 
@@ -32,7 +33,7 @@ async def test_first_login_creates_user_with_bonus_and_returns_token(
     assert [(t["kind"], t["amount"]) for t in history["items"]] == [("signup_bonus", 1500)]
     assert history["next_cursor"] is None
     # The engine holds the bonus too.
-    engine = app.state.engine
+    engine = services_of(app).engine
     assert engine.exchange.cash(user["id"]) == 1500
 
 
@@ -42,7 +43,9 @@ async def test_second_login_is_the_same_user_without_a_second_bonus(
     phone = new_phone()
     first_token, first = await login(client, outbox_path, phone)
     # A later login needs a new code after the resend cooldown; the cooldown is per phone.
-    await app.state.redis.delete(app.state.settings.redis_key_prefix + f"otp-cooldown:{phone}")
+    await services_of(app).redis.delete(
+        services_of(app).settings.redis_key_prefix + f"otp-cooldown:{phone}"
+    )
     second_token, second = await login(client, outbox_path, phone)
     assert second["user"]["id"] == first["user"]["id"]
     assert second_token != first_token
@@ -142,8 +145,8 @@ async def test_otp_expires_after_its_ttl(
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     otp = last_otp(outbox_path, phone)
-    redis = app.state.redis
-    key = app.state.settings.redis_key_prefix + f"otp:{phone}"
+    redis = services_of(app).redis
+    key = services_of(app).settings.redis_key_prefix + f"otp:{phone}"
     assert 295 <= await redis.ttl(key) <= 300
     await redis.pexpire(key, 1)  # let the 300 s TTL run out now
     await asyncio.sleep(0.05)
@@ -158,8 +161,8 @@ async def test_otp_is_stored_hashed(
     phone = new_phone()
     await client.post("/api/v1/auth/otp", json={"phone": phone})
     otp = last_otp(outbox_path, phone)
-    redis = app.state.redis
-    stored = await redis.hgetall(app.state.settings.redis_key_prefix + f"otp:{phone}")
+    redis = services_of(app).redis
+    stored = await redis.hgetall(services_of(app).settings.redis_key_prefix + f"otp:{phone}")
     assert otp.encode() not in b"".join(stored.values())
     assert len(stored[b"digest"]) == 64
 
@@ -177,8 +180,8 @@ async def test_at_most_five_codes_an_hour_per_phone(
     client: httpx.AsyncClient, app: Litestar
 ) -> None:
     phone = new_phone()
-    redis = app.state.redis
-    cooldown = app.state.settings.redis_key_prefix + f"otp-cooldown:{phone}"
+    redis = services_of(app).redis
+    cooldown = services_of(app).settings.redis_key_prefix + f"otp-cooldown:{phone}"
     for _ in range(5):
         assert (await client.post("/api/v1/auth/otp", json={"phone": phone})).status_code == 202
         await redis.delete(cooldown)

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import assert_error
 from tests.trading import (
     Trader,
@@ -439,7 +440,7 @@ async def test_order_rate_limit(
     client: httpx.AsyncClient, outbox_path: Path, market: dict, app: Litestar
 ) -> None:
     [a] = await traders(client, outbox_path, 1)
-    limit = app.state.settings.order_rate_limit
+    limit = services_of(app).settings.order_rate_limit
     started = time.monotonic()
     responses = await asyncio.gather(
         *(a.order(market["id"], "yes", "buy", 1, 50) for _ in range(3 * limit))

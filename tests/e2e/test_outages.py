@@ -16,6 +16,7 @@ from litestar import Litestar
 from probo.app import create_app
 from probo.auth import TokenIssuer
 from probo.infra import Settings
+from probo.services import services_of
 from tests.conftest import assert_error, bearer, login, make_settings, serving
 from tests.fakes import TcpProxy
 
@@ -108,7 +109,7 @@ async def test_logout_works_while_redis_is_away(
     # A process that missed the news (nothing was published) learns it at its next
     # periodic reload from Postgres.
     assert (await client.get("/api/v1/me", headers=bearer(token))).status_code == 200
-    await app.state.auth.revocations.load()
+    await services_of(app).auth.revocations.load()
     assert_error(await client.get("/api/v1/me", headers=bearer(token)), 401, "unauthorized")
 
 

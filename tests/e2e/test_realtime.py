@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from probo.cli import SERVER_OPTIONS
 from probo.realtime import subscriber as subscriber_module
+from probo.services import services_of
 from tests.conftest import free_port, login
 from tests.trading import Trader, create_market, funded_trader
 
@@ -404,7 +405,7 @@ async def test_a_stalled_consumer_is_dropped_and_others_keep_receiving(
     for n, price in enumerate(range(100, 400, 2)):  # a deep book: large snapshots
         await makers[n % 5].placed(market, "yes", "buy", 1, price)
     maker = makers[0]
-    hub = app.state.hub
+    hub = services_of(app).hub
     # A small bound, so that the test fills it quickly; the rule is the same.
     monkeypatch.setattr(subscriber_module, "SEND_BUFFER_BYTES_MAX", 64 * 1024)
     async with feed(client) as healthy:
@@ -630,7 +631,7 @@ async def test_connections_that_negotiate_compression_are_served_through_asgi(
             await live.send(op="subscribe", channel=f"market:{market}")
             await live.send(op="subscribe", channel="user")
             await live.wait_for(lambda m: m["type"] == "snapshot")
-            [subscriber] = app.state.hub._rooms[market]
+            [subscriber] = services_of(app).hub._rooms[market]
             assert not subscriber.direct
             order = await alice.placed(market, "yes", "buy", 2, 450)
             await live.wait_for(

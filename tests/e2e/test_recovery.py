@@ -16,6 +16,7 @@ import pytest_asyncio
 
 from probo.app import create_app
 from probo.ledger import audit_url
+from probo.services import services_of
 from tests.conftest import (
     assert_error,
     bearer,
@@ -129,7 +130,10 @@ async def test_postgres_outage_while_orders_flow(
             await proxy.restore()
             # The writer retries until its batches commit; the orders were kept.
             for _ in range(100):
-                if app.state.writer.backlog == 0 and app.state.writer.stalled_since is None:
+                if (
+                    services_of(app).writer.backlog == 0
+                    and services_of(app).writer.stalled_since is None
+                ):
                     break
                 await asyncio.sleep(0.1)
             for client_order_id in ids:

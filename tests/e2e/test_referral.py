@@ -9,6 +9,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import assert_error, bearer, login
 
 BONUS = 1000
@@ -66,11 +67,11 @@ async def test_valid_code_in_lowercase_credits_the_referrer_exactly_the_bonus(
         ("referral_bonus", BONUS, f"user:{referred_me['id']}"),
         ("signup_bonus", SIGNUP, f"user:{referrer_me['id']}"),
     ]
-    assert app.state.engine.exchange.cash(referrer_me["id"]) == SIGNUP + BONUS
+    assert services_of(app).engine.exchange.cash(referrer_me["id"]) == SIGNUP + BONUS
     # The referred user gets nothing but stops being new.
     assert await is_new(client, referred) is False
     assert await balance(client, referred) == SIGNUP
-    assert app.state.engine.exchange.cash(referred_me["id"]) == SIGNUP
+    assert services_of(app).engine.exchange.cash(referred_me["id"]) == SIGNUP
     assert [r["amount"] for r in await referral_transfers(db, referred_me["id"])] == [BONUS]
 
 
@@ -198,7 +199,7 @@ async def test_ten_concurrent_submissions_of_the_same_code_credit_once(
         "already_referred"
     }
     assert await balance(client, referrer) == SIGNUP + BONUS
-    assert app.state.engine.exchange.cash(referrer_me["id"]) == SIGNUP + BONUS
+    assert services_of(app).engine.exchange.cash(referrer_me["id"]) == SIGNUP + BONUS
     assert [r["amount"] for r in await referral_transfers(db, referred_me["id"])] == [BONUS]
     summary = (await client.get("/api/v1/referrals", headers=referrer)).json()
     assert ([r["user_id"] for r in summary["referrals"]], summary["total_earned"]) == (
@@ -225,7 +226,7 @@ async def test_ten_concurrent_submissions_of_different_codes_credit_exactly_one_
     for headers, me in referrers:
         expected = SIGNUP + BONUS if me["id"] == winner else SIGNUP
         assert await balance(client, headers) == expected, me["id"]
-        assert app.state.engine.exchange.cash(me["id"]) == expected
+        assert services_of(app).engine.exchange.cash(me["id"]) == expected
     assert [r["amount"] for r in await referral_transfers(db, referred_me["id"])] == [BONUS]
 
 
@@ -239,7 +240,7 @@ async def test_many_users_referred_concurrently_by_one_referrer_each_credit_once
     )
     assert [r.status_code for r in responses] == [200] * 10, [r.text for r in responses]
     assert await balance(client, referrer) == SIGNUP + 10 * BONUS
-    assert app.state.engine.exchange.cash(referrer_me["id"]) == SIGNUP + 10 * BONUS
+    assert services_of(app).engine.exchange.cash(referrer_me["id"]) == SIGNUP + 10 * BONUS
     summary = (await client.get("/api/v1/referrals", headers=referrer)).json()
     assert summary["total_earned"] == 10 * BONUS
     assert sorted(r["user_id"] for r in summary["referrals"]) == sorted(

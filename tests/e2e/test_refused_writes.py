@@ -13,6 +13,7 @@ import httpx
 import pytest_asyncio
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import assert_error
 from tests.refusals import ACCEPT_POISONED_ORDERS, POISON_PREFIX, REFUSE_POISONED_ORDERS
 from tests.trading import create_market, engine_differences, funded_trader, live_audit
@@ -31,7 +32,7 @@ async def poisoned(db: asyncpg.Pool) -> AsyncIterator[None]:
 
 async def _rebuilt(app: Litestar) -> None:
     for _ in range(REBUILD_POLLS_MAX):
-        if not app.state.engine.paused:
+        if not services_of(app).engine.paused:
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the engine was not rebuilt")

@@ -18,6 +18,7 @@ from litestar import Litestar
 from probo.app import create_app
 from probo.markets import MarketService
 from probo.markets.scheduler import TICK_S
+from probo.services import services_of
 from probo.web import ApiError
 from tests.conftest import (
     assert_error,
@@ -338,7 +339,7 @@ async def test_a_resolution_the_engine_never_took_can_be_asked_again(
 ) -> None:  # fmt: skip
     market = (await create_market(client, admin))["id"]
     yes, no = await minted(client, outbox_path, market)
-    engine = app.state.engine
+    engine = services_of(app).engine
     engine.ready = False  # the engine takes no command: the resolve answers 503
     try:
         refused = await admin_action(client, admin, market, "resolve", outcome="yes")
@@ -366,7 +367,10 @@ async def test_a_resolution_queued_but_not_confirmed_in_time_stays_and_commits(
     yes, _ = await minted(client, outbox_path, market)
     # The same engine and database, with no time at all to wait for the commit.
     impatient = MarketService(
-        pool=app.state.pool, engine=app.state.engine, hub=app.state.hub, ack_timeout_ms=0
+        pool=services_of(app).pool,
+        engine=services_of(app).engine,
+        hub=services_of(app).hub,
+        ack_timeout_ms=0,
     )
     with pytest.raises(ApiError) as timed_out:
         await impatient.resolve(market, "yes")

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import assert_error
 from tests.e2e.test_withdrawals import verified_trader, withdraw
 from tests.trading import create_market, funded_trader, ledger_commit_failures
@@ -34,7 +35,7 @@ async def test_a_nul_in_client_order_id_is_422_and_the_next_order_trades(
     trade = await seller.placed(market, "no", "buy", 2, 500)
     assert (trade["status"], trade["filled_quantity"]) == ("filled", 2)
     assert ledger_commit_failures() == failures_before
-    assert app.state.writer.stalled_since is None
+    assert services_of(app).writer.stalled_since is None
 
 
 async def test_a_nul_in_a_withdrawal_key_is_422_and_the_next_withdrawal_commits(
@@ -49,7 +50,7 @@ async def test_a_nul_in_a_withdrawal_key_is_422_and_the_next_withdrawal_commits(
     assert committed.status_code == 201, committed.text
     assert (await trader.wallet())["balance"] == 1_500 + 10_000 - 1_000
     assert ledger_commit_failures() == failures_before
-    assert app.state.writer.stalled_since is None
+    assert services_of(app).writer.stalled_since is None
 
 
 async def test_client_text_in_a_query_filter_must_be_storable(

@@ -10,6 +10,7 @@ import asyncpg
 import httpx
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import bearer, login
 
 
@@ -35,7 +36,7 @@ async def test_deposit_credits_once_and_shows_in_history(
     assert isinstance(deposit["id"], int)
     wallet = (await client.get("/api/v1/wallet", headers=bearer(token))).json()
     assert wallet == {"currency": "INR", "balance": 51_500, "locked": 0, "available": 51_500}
-    assert app.state.engine.exchange.cash(user_id) == 51_500
+    assert services_of(app).engine.exchange.cash(user_id) == 51_500
     history = (await client.get("/api/v1/wallet/transactions", headers=bearer(token))).json()[
         "items"
     ]
@@ -120,7 +121,7 @@ async def test_twenty_concurrent_identical_deposits_credit_once(
         user_id,
     )
     assert transfers == 1
-    assert app.state.engine.exchange.cash(user_id) == 1500 + 77_700
+    assert services_of(app).engine.exchange.cash(user_id) == 1500 + 77_700
 
 
 async def test_concurrent_duplicates_through_separate_pools_credit_once(
@@ -129,7 +130,7 @@ async def test_concurrent_duplicates_through_separate_pools_credit_once(
     """The in-process wait is one guard; the database row is the other (e.g. another process)."""
     token, body = await login(client, outbox_path)
     user_id = body["user"]["id"]
-    wallet_service = app.state.wallet
+    wallet_service = services_of(app).wallet
     idempotency_key = key()
     # Bypass the in-flight map to race the database path itself.
     results = await asyncio.gather(
@@ -140,7 +141,7 @@ async def test_concurrent_duplicates_through_separate_pools_credit_once(
     assert sum(created for _, created in results) == 1
     assert len({deposit.id for deposit, _ in results}) == 1
     assert await db.fetchval("SELECT balance FROM accounts WHERE user_id = $1", user_id) == 6500
-    assert app.state.engine.exchange.cash(user_id) == 6500
+    assert services_of(app).engine.exchange.cash(user_id) == 6500
 
 
 async def test_history_pages_visit_every_item_once(

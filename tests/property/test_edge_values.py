@@ -33,6 +33,7 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 from litestar import Litestar
 
+from probo.services import services_of
 from tests.conftest import bearer
 from tests.e2e.test_withdrawals import verified_trader
 from tests.trading import create_market, ledger_commit_failures
@@ -241,7 +242,7 @@ def run_command(base_url: str, app: Litestar, scene: Scene, command: str) -> Cou
         note(repr(request))
         response = send(http, request)
         assert ledger_commit_failures() == failures_before, "a ledger batch failed"
-        assert app.state.writer.stalled_since is None, "the ledger writer is stalled"
+        assert services_of(app).writer.stalled_since is None, "the ledger writer is stalled"
         outcomes[outcome_of(response)] += 1
 
     with httpx.Client(base_url=base_url, timeout=30) as http:
@@ -276,5 +277,5 @@ async def test_no_request_reaches_the_writer_and_fails(
     outcomes = await asyncio.to_thread(run_command, str(client.base_url), app, scene, command)
     assert outcomes["committed"] > 0, outcomes  # the drawn requests do reach the writer
     assert outcomes["refused"] > 0, outcomes
-    assert await app.state.writer.drain(10.0)
-    assert app.state.writer.stalled_since is None
+    assert await services_of(app).writer.drain(10.0)
+    assert services_of(app).writer.stalled_since is None
