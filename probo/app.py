@@ -172,7 +172,6 @@ async def _recovered_services(
         engine=engine,
         mirror=mirror,
         gateway=gateway or wallet.SimulatedGateway(),
-        writer=writer,
     )
     return Services(
         settings=settings,

@@ -38,7 +38,6 @@ from probo.markets.types import (
 )
 from probo.orderbook import (
     CONTRACT_PAYOUT,
-    Backpressure,
     CloseMarket,
     Engine,
     EngineUnavailable,
@@ -49,9 +48,11 @@ from probo.orderbook import (
     PauseMarket,
     ResolveMarket,
     ResumeMarket,
+    UnknownMarket,
+    decided,
 )
 from probo.realtime import Hub, OrderBook
-from probo.web import ApiError, encode_cursor, not_found, page, unavailable, validation_error
+from probo.web import ApiError, encode_cursor, not_found, page, validation_error
 
 ID_MAX = 2**63 - 1
 _MARKET_SELECT = """
@@ -184,15 +185,14 @@ class MarketService:
         confirmed in time stays recorded: it is on its way to the ledger.
         """
         try:
-            waiter = self._submit(command)
-        except ApiError:
+            await self._decided(command)
+        except (UnknownMarket, EngineUnavailable):  # never queued
             if forget_if_not_queued:
                 await self._forget_resolution(command.market_id)
             raise
-        try:
-            await self._confirmed(command, waiter)
         except ApiError as exc:
-            if exc.code == "invalid_transition":  # refused: nothing was paid
+            # Refused by the engine, or by the ledger (a bug): nothing was paid.
+            if exc.code in ("invalid_transition", "internal_error"):
                 await self._forget_resolution(command.market_id)
             raise
         except Exception:  # the engine failed on it (logged there): nothing was paid
@@ -265,67 +265,50 @@ class MarketService:
     async def close_due(self, count_max: int) -> int:
         """Close up to `count_max` markets whose `closes_at` has passed; how many closed.
 
-        Every close is queued first and then all are awaited together, so a market slow
-        to confirm does not hold back the others."""
+        The closes are asked for together, so a market slow to confirm does not hold
+        back the others."""
         async with connection(self._pool) as conn:
             due = await conn.fetch(
                 "SELECT id FROM markets WHERE status IN ('open', 'paused') AND closes_at <= now() "
                 "ORDER BY closes_at, id LIMIT $1",
                 count_max,
             )
-        queued: list[tuple[CloseMarket, asyncio.Future[Entry]]] = []
+        due_ids = []
         for row in due:
-            market_id = row["id"]
-            market = self._engine.exchange.markets.get(market_id)
-            if market is None or market.status not in ("open", "paused"):
-                continue  # its close is on the way to the ledger
-            command = CloseMarket(market_id)
-            try:
-                queued.append((command, self._submit(command)))
-            except Exception as exc:
-                logger.warning("market {} not closed at closes_at: {!r}", market_id, exc)
-        closed = await asyncio.gather(*(self._closed_at_closes_at(c, w) for c, w in queued))
+            market = self._engine.exchange.markets.get(row["id"])
+            if market is not None and market.status in ("open", "paused"):
+                due_ids.append(row["id"])  # else its close is on the way to the ledger
+        closed = await asyncio.gather(*(self._closed_at_closes_at(m) for m in due_ids))
         return sum(closed)
 
-    async def _closed_at_closes_at(
-        self, command: CloseMarket, waiter: asyncio.Future[Entry]
-    ) -> bool:
+    async def _closed_at_closes_at(self, market_id: int) -> bool:
         try:
-            await self._confirmed(command, waiter)
+            await self._decided(CloseMarket(market_id))
         except ApiError as exc:
-            logger.warning("market {} not closed at closes_at: {}", command.market_id, exc.message)
+            logger.warning("market {} not closed at closes_at: {}", market_id, exc.message)
             return False
         except Exception as exc:
-            logger.opt(exception=exc).error("market {} not closed at closes_at", command.market_id)
+            logger.opt(exception=exc).error("market {} not closed at closes_at", market_id)
             return False
-        logger.info("market {} closed at closes_at", command.market_id)
+        logger.info("market {} closed at closes_at", market_id)
         return True
 
     async def _change(self, command: MarketCommand) -> None:
         """Through the market's queue; returns once the change has committed."""
-        await self._confirmed(command, self._submit(command))
+        await self._decided(command)
 
-    def _submit(self, command: MarketCommand) -> asyncio.Future[Entry]:
-        """Queue `command` on its market; ApiError when it could not be queued."""
+    async def _decided(self, command: MarketCommand) -> Entry:
         try:
-            return self._engine.submit(command)
-        except KeyError:
-            raise not_found("market") from None
-        except Backpressure as exc:
-            raise unavailable(str(exc), exc.retry_after_s) from None
-        except EngineUnavailable as exc:
-            raise unavailable(str(exc), 1) from None
-
-    async def _confirmed(self, command: MarketCommand, waiter: asyncio.Future[Entry]) -> None:
-        """Wait for a queued command's commit, at most the acknowledgement timeout."""
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), self._ack_timeout_s)
+            return await decided(
+                self._engine,
+                command,
+                timeout_s=self._ack_timeout_s,
+                unconfirmed="not confirmed in time; it may still complete",
+            )
         except MarketResolved:
             raise _market_resolved(command.market_id) from None
         except InvalidMarketTransition as exc:
             raise ApiError(409, "invalid_transition", str(exc)) from None
-        except TimeoutError:
-            raise unavailable("not confirmed in time; it may still complete", 1) from None
 
     # --- market data -------------------------------------------------------------------------
 

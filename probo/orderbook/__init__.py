@@ -7,7 +7,9 @@ from probo.orderbook.engine import (
     Engine,
     EventSink,
     MarketResolved,
-    WithdrawalDuplicate,
+    NotConfirmed,
+    UnknownMarket,
+    decided,
 )
 from probo.orderbook.entry import Entry, parties
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
@@ -35,7 +37,10 @@ from probo.orderbook.types import (
     ResumeMarket,
     Settlement,
     TradeExecuted,
+    Withdraw,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
     other_outcome,
     own_price,
 )
@@ -48,8 +53,13 @@ __all__ = [
     "Entry",
     "EventSink",
     "Recovered",
+    "NotConfirmed",
+    "UnknownMarket",
+    "Withdraw",
     "WithdrawalAccepted",
     "WithdrawalDuplicate",
+    "WithdrawalRejected",
+    "decided",
     "Book",
     "CancelAll",
     "CancelOrder",

@@ -11,6 +11,8 @@ from typing import Literal
 
 import msgspec
 
+from probo.web import ApiError
+
 CreditCommand = Literal["INIT_BALANCE", "REFERRAL_CREDIT", "DEPOSIT"]
 
 
@@ -25,5 +27,9 @@ class EngineCredit(msgspec.Struct, frozen=True):
     amount: int
 
 
-class EngineUnavailable(Exception):
-    """The engine cannot take commands now (recovering, stopping, or its queue is full)."""
+class EngineUnavailable(ApiError):
+    """The engine cannot take commands now (recovering, or rebuilding): 503, retry soon."""
+
+    def __init__(self, message: str, retry_after_s: int = 1) -> None:
+        super().__init__(503, "unavailable", message, headers={"Retry-After": str(retry_after_s)})
+        self.retry_after_s = retry_after_s

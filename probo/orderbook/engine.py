@@ -44,12 +44,15 @@ from probo.orderbook.types import (
     PlaceOrder,
     ResolveMarket,
     ResumeMarket,
+    Withdraw,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
 )
+from probo.web import ApiError
 
 MARKET_QUEUE_MAX = 10_000  # commands waiting for one market's task
 MARKET_BURST_MAX = 256  # commands one task runs before it yields to the loop
-RETRY_AFTER_S = 1
 REBUILD_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between tries of a rebuild Postgres refused
 
 Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
@@ -69,20 +72,23 @@ class EventSink(Protocol):
 class Backpressure(EngineUnavailable):
     """Too much is waiting (a market's queue, or the writer's backlog): retry later."""
 
-    retry_after_s = RETRY_AFTER_S
+
+class UnknownMarket(ApiError):
+    """No market of that id is open in the engine."""
+
+    def __init__(self) -> None:
+        super().__init__(404, "not_found", "market not found")
+
+
+class NotConfirmed(ApiError):
+    """Queued but not committed within the wait: it may still complete."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(503, "unavailable", message, headers={"Retry-After": "1"})
 
 
 class MarketResolved(InvalidMarketTransition):
     """The market is resolved already: nothing about it can change any more."""
-
-
-class WithdrawalDuplicate(Exception):
-    """The idempotency key was used before: `withdrawal_id` and its `amount`."""
-
-    def __init__(self, withdrawal_id: int, amount: int) -> None:
-        super().__init__(withdrawal_id)
-        self.withdrawal_id = withdrawal_id
-        self.amount = amount
 
 
 class _NullSink:
@@ -242,16 +248,19 @@ class Engine:
 
     # --- orders ----------------------------------------------------------------------------
 
-    def submit(self, command: Command) -> asyncio.Future[Entry]:
-        """Queue `command` on its market; the future is done once its events commit."""
+    def submit(self, command: Command | Withdraw) -> asyncio.Future[Entry]:
+        """Queue `command` on its market (a withdrawal is decided at once); the future is
+        done once its events commit. Raises UnknownMarket, Backpressure, EngineUnavailable."""
         if not self.ready:
             raise EngineUnavailable("the engine is recovering")
         sink = self._sink
         if sink.backlog >= sink.backlog_max > 0:
-            raise Backpressure("too many orders are waiting to be written; retry shortly")
+            raise Backpressure("too much is waiting to be written; retry shortly")
+        if isinstance(command, Withdraw):
+            return self._withdraw(command)
         queue = self._queues.get(command.market_id)
         if queue is None:
-            raise KeyError(command.market_id)
+            raise UnknownMarket()
         waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         try:
             queue.put_nowait((command, waiter))
@@ -337,32 +346,27 @@ class Engine:
 
     # --- withdrawals -----------------------------------------------------------------------
 
-    def withdraw(
-        self, user_id: int, amount: int, idempotency_key: str
-    ) -> asyncio.Future[Entry] | None:
-        """Take `amount` from the user's available cash; the future is done at commit.
-
-        None when the funds are not available. Raises WithdrawalDuplicate for a key used
-        before (committed or still in flight) and Backpressure when the writer is full.
-        """
+    def _withdraw(self, command: Withdraw) -> asyncio.Future[Entry]:
+        """Decided at once, on the same loop as every market's orders (all share the
+        accounts): accepted, refused for funds, or a duplicate of the key's first use."""
         self._check_deciding()
-        original = self._withdrawals.get((user_id, idempotency_key))
+        user_id, amount, key = command.user_id, command.amount, command.idempotency_key
+        original = self._withdrawals.get((user_id, key))
+        event: Event
         if original is not None:
-            raise WithdrawalDuplicate(*original)
-        sink = self._sink
-        if sink.backlog >= sink.backlog_max > 0:
-            raise Backpressure("too much is waiting to be written; retry shortly")
-        if not self.exchange.withdraw(user_id, amount):
-            return None
-        self.last_withdrawal_id += 1
-        withdrawal_id = self.last_withdrawal_id
-        self._withdrawals[(user_id, idempotency_key)] = (withdrawal_id, amount)
+            event = WithdrawalDuplicate(user_id, key, *original)
+        elif not self.exchange.withdraw(user_id, amount):
+            message = f"{amount} paise are not available to withdraw"
+            event = WithdrawalRejected(user_id, amount, key, "insufficient_funds", message)
+        else:
+            self.last_withdrawal_id += 1
+            self._withdrawals[(user_id, key)] = (self.last_withdrawal_id, amount)
+            event = WithdrawalAccepted(self.last_withdrawal_id, user_id, amount, key)
         waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
-        event = WithdrawalAccepted(withdrawal_id, user_id, amount, idempotency_key)
         entry = Entry([event], datetime.now(UTC), waiter)
-        if self.watched_users:
+        if self.watched_users and type(event) is WithdrawalAccepted:
             entry.balances = self._balances_of_watched(entry.events)
-        sink.append(entry)
+        self._sink.append(entry)
         return waiter
 
     # --- invariant 5 ---------------------------------------------------------------------------
@@ -410,3 +414,18 @@ def _report_stopped_market(task: asyncio.Task[None]) -> None:
     """A market task ends only when the engine stops; anything else is a bug to shout about."""
     if not task.cancelled() and task.exception() is not None:
         logger.opt(exception=task.exception()).critical("{} stopped", task.get_name())
+
+
+async def decided(
+    engine: Engine, command: Command | Withdraw, *, timeout_s: float, unconfirmed: str
+) -> Entry:
+    """Have the engine decide `command` and wait until the ledger holds the result: the
+    one way every service calls the engine. Its events say what was decided (a refusal
+    is an event too). Raises UnknownMarket, Backpressure, EngineUnavailable, and
+    NotConfirmed(`unconfirmed`) when the commit takes longer than `timeout_s`; a waiter
+    failed by the engine or the ledger raises what they set (ApiErrors)."""
+    waiter = engine.submit(command)
+    try:
+        return await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
+    except TimeoutError:
+        raise NotConfirmed(unconfirmed) from None

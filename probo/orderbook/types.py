@@ -108,6 +108,14 @@ class ResolveMarket(msgspec.Struct, frozen=True, gc=False):
 MarketCommand = PauseMarket | ResumeMarket | CloseMarket | ResolveMarket
 
 
+class Withdraw(msgspec.Struct, frozen=True, gc=False):
+    """Take `amount` out of the user's available cash (to the bank), once per key."""
+
+    user_id: int
+    amount: int
+    idempotency_key: str
+
+
 class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
     order_id: int
     user_id: int
@@ -190,6 +198,25 @@ class WithdrawalAccepted(msgspec.Struct, frozen=True, gc=False):
     idempotency_key: str
 
 
+class WithdrawalRejected(msgspec.Struct, frozen=True, gc=False):
+    """A withdrawal refused: nothing changed."""
+
+    user_id: int
+    amount: int
+    idempotency_key: str
+    code: Literal["insufficient_funds"]
+    message: str
+
+
+class WithdrawalDuplicate(msgspec.Struct, frozen=True, gc=False):
+    """An idempotency key the user already used: the original withdrawal stands."""
+
+    user_id: int
+    idempotency_key: str
+    withdrawal_id: int
+    amount: int  # the original's
+
+
 class Payout(msgspec.Struct, frozen=True, gc=False):
     """What settlement pays one holder out of the market's escrow."""
 
@@ -222,5 +249,7 @@ Event = (
     | OrderDuplicate
     | MarketStatusChanged
     | WithdrawalAccepted
+    | WithdrawalRejected
+    | WithdrawalDuplicate
     | Settlement
 )

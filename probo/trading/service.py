@@ -23,13 +23,14 @@ from probo.orderbook import (
     CancelAll,
     CancelOrder,
     Engine,
-    EngineUnavailable,
     Entry,
+    NotConfirmed,
     OrderAccepted,
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
     PlaceOrder,
+    decided,
     own_price,
 )
 from probo.trading import queries
@@ -48,6 +49,7 @@ from probo.trading.types import (
 from probo.trading.views import order_from_events
 from probo.web import ApiError, not_found, page, rate_limited, unavailable
 
+UNCONFIRMED = "not confirmed in time; it may still complete: look it up by client_order_id"
 # HTTP status per engine rejection; anything not listed is 422.
 REJECT_STATUS = {"not_found": 404, "market_not_open": 409, "order_not_open": 409}
 
@@ -97,7 +99,7 @@ class TradingService:
             time_in_force=time_in_force,  # type: ignore[arg-type]
             client_order_id=request.client_order_id,
         )
-        entry = await self._ack(self._submit(command))
+        entry = await self._decided(command)
         first = entry.events[0]
         if type(first) is OrderAccepted:
             metrics.ORDERS.labels("accepted").inc()
@@ -120,7 +122,7 @@ class TradingService:
             if owner != user_id:
                 raise not_found("order")
             raise ApiError(409, "order_not_open", "the order is no longer open")
-        entry = await self._ack(self._submit(CancelOrder(user_id, market_id, order_id)))
+        entry = await self._decided(CancelOrder(user_id, market_id, order_id))
         first = entry.events[0] if entry.events else None
         if type(first) is OrderRejected:
             raise rejection(first)  # filled or canceled since it was looked up
@@ -132,8 +134,7 @@ class TradingService:
         markets = [market_id] if market_id is not None else list(self._engine.exchange.markets)
         if market_id is not None and market_id not in self._engine.exchange.markets:
             raise not_found("market")
-        waiters = [self._submit(CancelAll(user_id, m)) for m in markets]
-        entries = await asyncio.gather(*(self._ack(w) for w in waiters))
+        entries = await asyncio.gather(*(self._decided(CancelAll(user_id, m)) for m in markets))
         canceled = [
             e.order_id for entry in entries for e in entry.events if type(e) is OrderCanceled
         ]
@@ -142,25 +143,17 @@ class TradingService:
         async with connection(self._pool) as conn:
             return await queries.orders_by_ids(conn, user_id, canceled)
 
-    def _submit(self, command: PlaceOrder | CancelOrder | CancelAll) -> asyncio.Future[Entry]:
+    async def _decided(self, command: PlaceOrder | CancelOrder | CancelAll) -> Entry:
         try:
-            return self._engine.submit(command)
-        except KeyError:
-            raise not_found("market") from None
-        except Backpressure as exc:
+            return await decided(
+                self._engine, command, timeout_s=self._ack_timeout_s, unconfirmed=UNCONFIRMED
+            )
+        except Backpressure:
             metrics.ORDERS.labels("backpressure").inc()
-            raise unavailable(str(exc), exc.retry_after_s) from None
-        except EngineUnavailable as exc:
-            raise unavailable(str(exc), 1) from None
-
-    async def _ack(self, waiter: asyncio.Future[Entry]) -> Entry:
-        try:
-            return await asyncio.wait_for(asyncio.shield(waiter), self._ack_timeout_s)
-        except TimeoutError:
+            raise
+        except NotConfirmed:
             metrics.ORDERS.labels("ack_timeout").inc()
-            raise unavailable(
-                "not confirmed in time; it may still complete: look it up by client_order_id", 1
-            ) from None
+            raise
 
     # --- reads ---------------------------------------------------------------------------
 

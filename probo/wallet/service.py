@@ -22,13 +22,14 @@ from probo import ledger
 from probo.auth import AfterCommit
 from probo.infra import Settings, connection, metrics
 from probo.kyc import kyc_status_of
-from probo.ledger import LedgerWriter
 from probo.orderbook import (
-    Backpressure,
     Engine,
     EngineMirror,
-    EngineUnavailable,
+    Withdraw,
+    WithdrawalAccepted,
     WithdrawalDuplicate,
+    WithdrawalRejected,
+    decided,
     record_credit,
 )
 from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
@@ -79,10 +80,8 @@ class WalletService:
         engine: Engine,
         mirror: EngineMirror,
         gateway: PaymentGateway,
-        writer: LedgerWriter,
     ) -> None:
         self._settings = settings
-        self._writer = writer
         self._pool = pool
         self._engine = engine
         self._mirror = mirror
@@ -306,43 +305,31 @@ class WalletService:
             kyc_status = await kyc_status_of(conn, user_id)
         if kyc_status != "VERIFIED":
             raise ApiError(403, "kyc_required", "withdrawals need verified KYC")
-        try:
-            waiter = self._engine.withdraw(user_id, amount, idempotency_key)
-        except WithdrawalDuplicate as duplicate:
-            if duplicate.amount != amount:
-                raise idempotency_conflict() from None
-            return await self._committed_withdrawal(user_id, idempotency_key), False
-        except Backpressure as exc:
-            raise unavailable(str(exc), exc.retry_after_s) from None
-        except EngineUnavailable as exc:
-            raise unavailable(str(exc), 1) from None
-        if waiter is None:
-            raise ApiError(
-                422, "insufficient_funds", f"{amount} paise are not available to withdraw"
-            )
-        timeout_s = settings.ack_timeout_ms / 1000
-        try:
-            entry = await asyncio.wait_for(asyncio.shield(waiter), timeout_s)
-        except TimeoutError:
-            raise unavailable(
-                "not confirmed in time; it may still complete: retry with the same key", 1
-            ) from None
-        [event] = entry.events
-        return (
-            Withdrawal(
-                id=event.withdrawal_id,
-                amount=amount,
-                status="completed",
-                idempotency_key=idempotency_key,
-                created_at=entry.at,
-            ),
-            True,
+        entry = await decided(
+            self._engine,
+            Withdraw(user_id, amount, idempotency_key),
+            timeout_s=settings.ack_timeout_ms / 1000,
+            unconfirmed="not confirmed in time; it may still complete: retry with the same key",
         )
+        event = entry.events[0]
+        if type(event) is WithdrawalDuplicate:
+            if event.amount != amount:
+                raise idempotency_conflict()
+            return await self._committed_withdrawal(user_id, idempotency_key), False
+        if type(event) is WithdrawalRejected:
+            raise ApiError(422, event.code, event.message)
+        assert type(event) is WithdrawalAccepted, event
+        withdrawal = Withdrawal(
+            id=event.withdrawal_id,
+            amount=amount,
+            status="completed",
+            idempotency_key=idempotency_key,
+            created_at=entry.at,
+        )
+        return withdrawal, True
 
     async def _committed_withdrawal(self, user_id: int, idempotency_key: str) -> Withdrawal:
-        """The first withdrawal under this key, once the writer has committed it."""
-        if not await self._writer.drain(self._settings.ack_timeout_ms / 1000):
-            raise unavailable("not confirmed in time; retry with the same key", 1)
+        """The first withdrawal under this key: committed before its duplicate was answered."""
         async with connection(self._pool) as conn:
             row = await conn.fetchrow(
                 "SELECT id, amount, status, idempotency_key, created_at FROM withdrawals "
@@ -350,5 +337,7 @@ class WalletService:
                 user_id,
                 idempotency_key,
             )
-        assert row is not None, "an engine-accepted withdrawal is missing after the writer drained"
+        assert row is not None, (
+            "an engine-accepted withdrawal is missing after its duplicate committed"
+        )
         return Withdrawal(**dict(row))

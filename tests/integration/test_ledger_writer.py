@@ -42,6 +42,7 @@ from probo.orderbook import (
     PauseMarket,
     PlaceOrder,
     ResolveMarket,
+    Withdraw,
 )
 from probo.realtime import Hub
 from tests.refusals import POISON_PREFIX, REFUSE_POISONED_ORDERS
@@ -246,11 +247,10 @@ async def test_random_trading_is_written_exactly_and_recovers_exactly(
             # A burst in flight at once: the writer batches them.
             waiters = [engine.submit(_command(rng, issued)) for _ in range(CHECK_EVERY)]
             for _ in range(20):
-                waiter = engine.withdraw(
+                withdrawal = Withdraw(
                     rng.randint(1, USERS), rng.randint(100, 5000), f"w{start}-{rng.random()}"
                 )
-                if waiter is not None:
-                    waiters.append(waiter)
+                waiters.append(engine.submit(withdrawal))
             for entry in await asyncio.wait_for(asyncio.gather(*waiters), COMMIT_TIMEOUT_S):
                 for event in entry.events:
                     if type(event) is OrderAccepted:
