@@ -34,6 +34,8 @@ from probo.infra import (
 )
 from probo.web import ProboHttpProtocol
 
+__all__ = ["SERVER_OPTIONS", "WEBSOCKET_OPTIONS", "main", "resolve_servers"]
+
 EMBEDDED_DATABASE = "probo"
 
 WS_PING_INTERVAL_S = 20.0
