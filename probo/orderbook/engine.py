@@ -145,11 +145,7 @@ class Engine:
             recovered = await recover(pool)
         finally:
             gc.enable()
-        async with pool.acquire() as conn:
-            rows = await conn.fetch(
-                "SELECT id, closes_at FROM markets WHERE status IN ('open', 'paused')"
-            )
-        self.closes_at = {row["id"]: row["closes_at"].timestamp() for row in rows}
+        self.closes_at = recovered.closes_at
         self.exchange = recovered.exchange
         self._withdrawals = recovered.withdrawals
         self.last_withdrawal_id = recovered.last_withdrawal_id

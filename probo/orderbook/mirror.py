@@ -19,6 +19,7 @@ import asyncpg
 from loguru import logger
 
 from probo.infra import UNAVAILABLE_ERRORS, connection, metrics
+from probo.orderbook import store
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 
 RETRY_BACKOFF_S = (0.05, 0.2, 0.5, 1.0)
@@ -100,10 +101,7 @@ class EngineMirror:
         try:
             async with connection(self._pool) as conn:
                 # Waits for a reconciler holding these rows; then they are gone either way.
-                await conn.execute(
-                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])",
-                    transfer_ids,
-                )
+                await store.delete_credit_outbox(conn, transfer_ids)
         except UNAVAILABLE_ERRORS as exc:
             # The engine holds the credits; the reconciler clears the rows later.
             logger.warning("credit outbox not cleared ({}); will retry", type(exc).__name__)
@@ -118,13 +116,7 @@ class EngineMirror:
         """
         applied = 0
         async with connection(self._pool) as conn, conn.transaction():
-            rows = await conn.fetch(
-                "SELECT transfer_id, command, user_id, amount FROM engine_credit_outbox "
-                "WHERE created_at < now() - make_interval(secs => $1) ORDER BY transfer_id LIMIT $2 "
-                "FOR UPDATE SKIP LOCKED",
-                grace_s,
-                RECONCILE_BATCH_MAX,
-            )
+            rows = await store.lock_stale_credits(conn, grace_s, RECONCILE_BATCH_MAX)
             for row in rows:
                 credit = EngineCredit(
                     command=row["command"],
@@ -138,10 +130,7 @@ class EngineMirror:
                     metrics.ENGINE_MIRROR_APPLIED.labels("reconciler").inc()
             transfer_ids = [row["transfer_id"] for row in rows]
             if transfer_ids:
-                await conn.execute(
-                    "DELETE FROM engine_credit_outbox WHERE transfer_id = ANY($1::bigint[])",
-                    transfer_ids,
-                )
+                await store.delete_credit_outbox(conn, transfer_ids)
         self._sink.forget_applied(transfer_ids)
         if applied:
             logger.warning("reconciler applied {} missed credit(s)", applied)
@@ -174,11 +163,5 @@ async def record_credit(
 ) -> EngineCredit:
     """Write the outbox row for a credit, inside the credit's own transaction."""
     assert conn.is_in_transaction(), "the outbox row must commit with its transfer"
-    await conn.execute(
-        "INSERT INTO engine_credit_outbox (transfer_id, command, user_id, amount) VALUES ($1, $2, $3, $4)",
-        transfer_id,
-        command,
-        user_id,
-        amount,
-    )
+    await store.insert_credit_outbox(conn, command, transfer_id, user_id, amount)
     return EngineCredit(command=command, transfer_id=transfer_id, user_id=user_id, amount=amount)  # type: ignore[arg-type]

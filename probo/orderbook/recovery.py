@@ -17,15 +17,15 @@ import asyncpg
 import msgspec
 from loguru import logger
 
+from probo.orderbook import store
 from probo.orderbook.exchange import Exchange
-
-ORDER_FETCH_BATCH = 50_000  # open orders read per round trip
 
 
 class Recovered(msgspec.Struct):
     exchange: Exchange
     withdrawals: dict[tuple[int, str], tuple[int, int]]
     last_withdrawal_id: int
+    closes_at: dict[int, float]  # open and paused markets' closing times (epoch seconds)
     users: int
     open_orders: int
     seconds: float
@@ -37,55 +37,28 @@ async def recover(pool: asyncpg.Pool) -> Recovered:
     started = time.perf_counter()
     exchange = Exchange()
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-        users = await conn.fetch("SELECT id FROM users")
-        for row in users:
-            exchange.create_user(row[0])
-        for row in await conn.fetch(
-            "SELECT user_id, balance FROM accounts WHERE kind = 'user_cash' AND balance > 0"
-        ):
+        users = await store.user_ids(conn)
+        for user_id in users:
+            exchange.create_user(user_id)
+        for row in await store.cash_balances(conn):
             exchange.credit(row[0], row[1])
-        markets = await conn.fetch(
-            "SELECT m.id, m.tick, m.status, coalesce(a.balance, 0) AS escrow "
-            "FROM markets m LEFT JOIN accounts a ON a.market_id = m.id ORDER BY m.id"
-        )
+        markets = await store.markets_with_escrow(conn)
         for row in markets:
             exchange.restore_market(row["id"], row["tick"], row["status"], row["escrow"])
-        for row in await conn.fetch(
-            "SELECT user_id, market_id, yes_quantity, no_quantity FROM positions "
-            "WHERE yes_quantity > 0 OR no_quantity > 0"
-        ):
+        for row in await store.held_positions(conn):
             exchange.restore_position(row[0], row[1], row[2], row[3])
         open_orders = 0
-        async for row in conn.cursor(
-            "SELECT id, user_id, market_id, outcome, side, price, quantity - filled_quantity "
-            "FROM orders WHERE status = 'open' ORDER BY id",
-            prefetch=ORDER_FETCH_BATCH,
-        ):
+        async for row in store.open_orders(conn):
             exchange.restore_order(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
             open_orders += 1
-        async for row in conn.cursor(
-            "SELECT user_id, client_order_id, id FROM orders WHERE client_order_id IS NOT NULL",
-            prefetch=ORDER_FETCH_BATCH,
-        ):
+        async for row in store.client_order_ids(conn):
             exchange.restore_client_order_id(row[0], row[1], row[2])
-        ids = await conn.fetchrow(
-            "SELECT (SELECT coalesce(max(id), 0) FROM orders) AS orders, "
-            "(SELECT coalesce(max(id), 0) FROM trades) AS trades, "
-            "(SELECT coalesce(max(id), 0) FROM withdrawals) AS withdrawals"
-        )
+        ids = await store.last_ids(conn)
         exchange.restore_ids(ids["orders"], ids["trades"])
-        withdrawals = {
-            (row[0], row[1]): (row[2], row[3])
-            for row in await conn.fetch(
-                "SELECT user_id, idempotency_key, id, amount FROM withdrawals"
-            )
-        }
+        withdrawals = {(r[0], r[1]): (r[2], r[3]) for r in await store.withdrawal_keys(conn)}
         # Under repeatable read this deletes only rows this snapshot can see: the
         # credits already inside the balances just read.
-        included = [
-            row[0]
-            for row in await conn.fetch("DELETE FROM engine_credit_outbox RETURNING transfer_id")
-        ]
+        included = await store.clear_credit_outbox(conn)
     seconds = time.perf_counter() - started
     logger.info(
         "engine recovered {} users, {} markets, {} open orders in {:.2f} s ({} outbox credits included)",
@@ -99,6 +72,11 @@ async def recover(pool: asyncpg.Pool) -> Recovered:
         exchange=exchange,
         withdrawals=withdrawals,
         last_withdrawal_id=ids["withdrawals"],
+        closes_at={
+            row["id"]: row["closes_at"].timestamp()
+            for row in markets
+            if row["status"] in ("open", "paused")
+        },
         users=len(users),
         open_orders=open_orders,
         seconds=seconds,
