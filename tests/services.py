@@ -242,6 +242,18 @@ async def place(
     return order
 
 
+async def warm_pool(services: Services) -> None:
+    """Open every connection the pool may hold, so that requests started together run
+    their transactions together instead of queueing behind new connections."""
+    size = services.settings.database_pool_max
+    held = await asyncio.gather(*(services.pool.acquire() for _ in range(size)))
+    for conn in held:
+        # A connection introspects an array type the first time a query uses one, a
+        # round trip that would hold back the requests drawing fresh connections.
+        await conn.fetchval("SELECT $1::bigint[]", [1])
+        await services.pool.release(conn)
+
+
 # --- what must hold after money moves ------------------------------------------------------
 
 

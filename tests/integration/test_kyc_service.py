@@ -10,7 +10,7 @@ import pytest
 
 from probo.kyc import kyc_status_of
 from probo.web import ApiError, decode_cursor
-from tests.services import Services, admin_id, kyc_submission, new_pan, sign_up
+from tests.services import Services, admin_id, kyc_submission, new_pan, sign_up, warm_pool
 
 
 async def refused(call: object) -> ApiError:
@@ -98,6 +98,7 @@ async def test_one_pending_request_at_a_time(services: Services) -> None:
 
 async def test_concurrent_different_submissions_create_one_request(services: Services) -> None:
     user = await sign_up(services)
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.kyc.submit(user, kyc_submission()) for _ in range(10)), return_exceptions=True
     )

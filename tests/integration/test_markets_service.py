@@ -23,6 +23,7 @@ from tests.services import (
     market_request,
     new_market,
     place,
+    warm_pool,
 )
 
 CLOSE_DUE_MAX = 50
@@ -274,6 +275,7 @@ async def test_two_resolutions_at_once_pay_once(services: Services) -> None:
     await place(services, yes, market, "yes", "buy", 5, 500)
     await place(services, no, market, "no", "buy", 5, 500)
     before = await balance(services, yes)
+    await warm_pool(services)
     results = await asyncio.gather(
         services.markets.resolve(market, "yes"),
         services.markets.resolve(market, "no"),

@@ -17,6 +17,7 @@ from tests.services import (
     new_market,
     place,
     sign_up,
+    warm_pool,
 )
 
 SIGNUP_BONUS = 1500
@@ -111,6 +112,7 @@ async def test_two_users_cannot_refer_each_other(services: Services) -> None:
 async def test_concurrent_submissions_of_one_code_credit_once(services: Services) -> None:
     referrer, user = await sign_up(services), await sign_up(services)
     code = await code_of(services, referrer)
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.referral.apply(user, code) for _ in range(10)), return_exceptions=True
     )
@@ -132,6 +134,7 @@ async def test_concurrent_submissions_of_different_codes_credit_one_referrer(
     referrers = [await sign_up(services) for _ in range(5)]
     user = await sign_up(services)
     codes = [await code_of(services, referrer) for referrer in referrers]
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.referral.apply(user, code) for code in codes), return_exceptions=True
     )
@@ -148,6 +151,7 @@ async def test_one_referrer_credited_for_each_of_many_referred_at_once(services:
     referrer = await sign_up(services)
     users = [await sign_up(services) for _ in range(8)]
     code = await code_of(services, referrer)
+    await warm_pool(services)
     await asyncio.gather(*(services.referral.apply(user, code) for user in users))
     assert await balance(services, referrer) == SIGNUP_BONUS + 8 * REFERRAL_BONUS
     summary = await services.referral.summary(referrer)

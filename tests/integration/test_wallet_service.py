@@ -24,6 +24,7 @@ from tests.services import (
     place,
     sign_up,
     verified_user,
+    warm_pool,
 )
 
 SIGNUP_BONUS = 1500
@@ -140,6 +141,7 @@ async def test_idempotency_keys_are_per_user(services: Services) -> None:
 async def test_concurrent_duplicates_credit_once(services: Services) -> None:
     user = await sign_up(services)
     idempotency_key = key()
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.wallet.deposit(user, 7000, idempotency_key) for _ in range(20))
     )
@@ -156,6 +158,7 @@ async def test_concurrent_duplicates_with_two_amounts_credit_one_and_refuse_the_
     user = await sign_up(services)
     idempotency_key = key()
     amounts = [3000, 4000] * 5
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.wallet.deposit(user, amount, idempotency_key) for amount in amounts),
         return_exceptions=True,
@@ -267,6 +270,7 @@ async def test_only_available_funds_can_be_withdrawn(services: Services) -> None
 async def test_concurrent_duplicate_withdrawals_debit_once(services: Services) -> None:
     user = await verified_user(services, 10_000)
     idempotency_key = key()
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.wallet.withdraw(user, 3000, idempotency_key) for _ in range(10))
     )
@@ -278,6 +282,7 @@ async def test_concurrent_duplicate_withdrawals_debit_once(services: Services) -
 
 async def test_racing_withdrawals_of_everything_pay_out_once(services: Services) -> None:
     user = await verified_user(services, 8500)  # 10,000 in all
+    await warm_pool(services)
     results = await asyncio.gather(
         *(services.wallet.withdraw(user, 10_000, key()) for _ in range(5)), return_exceptions=True
     )
