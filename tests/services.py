@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import random
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -34,6 +34,7 @@ from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_brea
 from probo.markets.types import MarketCreate
 from probo.orderbook import Engine, EngineMirror
 from probo.trading.types import LimitOrderRequest
+from probo.web import ApiError
 from tests.conftest import ADMIN_PHONE, create_database, drop_database, make_settings
 
 TEST_IP = "127.0.0.1"
@@ -254,7 +255,15 @@ async def warm_pool(services: Services) -> None:
         await services.pool.release(conn)
 
 
-# --- what must hold after money moves ------------------------------------------------------
+# --- what a caller sees -------------------------------------------------------------------
+
+
+async def refused(call: Awaitable[object]) -> ApiError:
+    """The ApiError that awaiting `call` raises (its status_code and code are the answer
+    the API gives)."""
+    with pytest.raises(ApiError) as raised:
+        await call
+    return raised.value
 
 
 async def balance(services: Services, user_id: int) -> int:

@@ -10,13 +10,7 @@ import pytest
 
 from probo.kyc import kyc_status_of
 from probo.web import ApiError, decode_cursor
-from tests.services import Services, admin_id, kyc_submission, new_pan, sign_up, warm_pool
-
-
-async def refused(call: object) -> ApiError:
-    with pytest.raises(ApiError) as raised:
-        await call  # type: ignore[misc]
-    return raised.value
+from tests.services import Services, admin_id, kyc_submission, new_pan, refused, sign_up, warm_pool
 
 
 async def status_of(services: Services, user_id: int) -> str:

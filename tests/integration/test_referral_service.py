@@ -16,18 +16,13 @@ from tests.services import (
     ledger_problems,
     new_market,
     place,
+    refused,
     sign_up,
     warm_pool,
 )
 
 SIGNUP_BONUS = 1500
 REFERRAL_BONUS = 1000
-
-
-async def refused(call: object) -> ApiError:
-    with pytest.raises(ApiError) as raised:
-        await call  # type: ignore[misc]
-    return raised.value
 
 
 async def code_of(services: Services, user_id: int) -> str:

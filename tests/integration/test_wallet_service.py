@@ -22,6 +22,7 @@ from tests.services import (
     ledger_problems,
     new_market,
     place,
+    refused,
     sign_up,
     verified_user,
     warm_pool,
@@ -64,13 +65,6 @@ def payment_gateway() -> ScriptedGateway:
 
 def key(prefix: str = "") -> str:
     return prefix + uuid.uuid4().hex
-
-
-async def refused(call: object) -> ApiError:
-    """The ApiError the awaitable `call` raises."""
-    with pytest.raises(ApiError) as raised:
-        await call  # type: ignore[misc]
-    return raised.value
 
 
 # --- deposits ------------------------------------------------------------------------------
