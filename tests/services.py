@@ -6,7 +6,7 @@ ledger writer behind them.
 The services are built by the app's own composition root (`create_app`'s lifespan), so
 they are wired exactly as in `probo serve`: the signup hook, the engine mirror, the
 market clock and every background task included. `running_services` is the one place
-that knows where the app keeps what it built; when that changes, only it changes.
+that reads what the app built (`probo.services.services_of`) and adds the recorded SMS.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from probo.kyc.types import KycSubmission
 from probo.ledger import EngineState, LedgerWriter, engine_breaches, ledger_breaches
 from probo.markets.types import MarketCreate
 from probo.orderbook import Engine, EngineMirror
+from probo.services import services_of
 from probo.trading.types import LimitOrderRequest
 from probo.web import ApiError
 from tests.conftest import ADMIN_PHONE, create_database, drop_database, make_settings
@@ -94,19 +95,19 @@ async def running_services(
     if task.done():
         task.result()  # the start failed: raise why
     try:
-        state = app.state
+        built = services_of(app)
         yield Services(
-            settings=state.settings,
-            pool=state.pool,
-            engine=state.engine,
-            writer=state.writer,
-            mirror=state.mirror,
-            auth=state.auth,
-            wallet=state.wallet,
-            kyc=state.kyc,
-            referral=state.referral,
-            markets=state.markets,
-            trading=state.trading,
+            settings=built.settings,
+            pool=built.pool,
+            engine=built.engine,
+            writer=built.writer,
+            mirror=built.mirror,
+            auth=built.auth,
+            wallet=built.wallet,
+            kyc=built.kyc,
+            referral=built.referral,
+            markets=built.markets,
+            trading=built.trading,
             sms=sms,
         )
     finally:
