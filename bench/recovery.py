@@ -1,6 +1,8 @@
 """Recovery of 200,000 open orders and 50,000 users: seconds to ready, target <= 10 s.
 
-A fresh database is filled by SQL alone: 50,000 users, each with a user_cash account
+A fresh database is filled by SQL alone: first `--history` orders (default 1,000,000)
+placed a month ago and canceled since, half of them with a client order id (they move
+no money: they are what a long history leaves behind); then 50,000 users, each with a user_cash account
 funded from the platform bank (a deposit transfer covering the user's locks plus a
 margin, so the ledger balances); 10 markets with empty escrow accounts; 200,000 open
 gtc limit buys that cannot cross, spread at random (fixed seed) over users, markets and
@@ -15,11 +17,13 @@ Measured:
       GET /readyz answers 200, and the process's RSS then. For comparison, the same
       on an empty database: what start-up costs without anything to recover.
 
-    python -m bench.recovery
+    python -m bench.recovery                 # 1,000,000 historical orders
+    python -m bench.recovery --history 0     # open orders only
 """
 
 from __future__ import annotations
 
+import argparse
 import gc
 import os
 import platform
@@ -44,6 +48,7 @@ TARGET_READY_S = 10.0
 USERS = 50_000
 MARKETS = 10
 OPEN_ORDERS = 200_000
+HISTORICAL_ORDERS = 1_000_000
 TICK = 50
 PRICE_LEVELS = 9  # own prices TICK .. 9 x TICK = 450 for both outcomes: nothing crosses
 QUANTITY_MAX = 100
@@ -63,13 +68,14 @@ MIB = 1024 * 1024
 # --- the database ------------------------------------------------------------------------
 
 
-async def populate(conn: asyncpg.Connection) -> None:
+async def populate(conn: asyncpg.Connection, history: int) -> None:
     await conn.execute("SELECT setseed($1)", SEED)
     await insert_markets(conn, MARKETS, TICK)
+    await insert_history(conn, history)
     # The orders are drawn first: they decide what each user's deposit must cover.
     await conn.execute(
         "CREATE TEMP TABLE bench_orders AS "
-        "SELECT i AS id, 1 + floor(random() * $2)::bigint AS user_id, "
+        "SELECT $8 + i AS id, 1 + floor(random() * $2)::bigint AS user_id, "
         "       1 + floor(random() * $3)::bigint AS market_id, "
         "       CASE WHEN random() < 0.5 THEN 'yes' ELSE 'no' END AS outcome, "
         "       $4 * (1 + floor(random() * $5))::int AS price, "
@@ -83,6 +89,7 @@ async def populate(conn: asyncpg.Connection) -> None:
         PRICE_LEVELS,
         QUANTITY_MAX,
         CLIENT_ORDER_ID_SHARE,
+        history,
     )
     await conn.execute(
         "CREATE TEMP TABLE bench_locks (user_id bigint PRIMARY KEY, locked bigint NOT NULL)"
@@ -106,12 +113,35 @@ async def populate(conn: asyncpg.Connection) -> None:
     await conn.execute("VACUUM ANALYZE")
 
 
-async def fill(url: str) -> tuple[float, str]:
+async def insert_history(conn: asyncpg.Connection, history: int) -> None:
+    """`history` orders, ids 1..history, placed a month ago and canceled unfilled: the
+    users they name are inserted after them, so no key is checked here."""
+    await conn.execute(
+        "INSERT INTO orders (id, user_id, market_id, outcome, side, type, time_in_force, price, "
+        "    quantity, filled_quantity, cost, status, cancel_reason, client_order_id, created_at, "
+        "    updated_at) "
+        "SELECT i, 1 + floor(random() * $2)::bigint, 1 + floor(random() * $3)::bigint, "
+        "       CASE WHEN random() < 0.5 THEN 'yes' ELSE 'no' END, 'buy', 'limit', 'gtc', "
+        "       $4 * (1 + floor(random() * $5))::int, 1 + floor(random() * $6)::int, 0, 0, "
+        "       'canceled', 'user', CASE WHEN random() < $7 THEN 'history-' || i END, "
+        "       now() - interval '30 days', now() - interval '30 days' "
+        "FROM generate_series(1, $1) i",
+        history,
+        USERS,
+        MARKETS,
+        TICK,
+        PRICE_LEVELS,
+        QUANTITY_MAX,
+        CLIENT_ORDER_ID_SHARE,
+    )
+
+
+async def fill(url: str, history: int) -> tuple[float, str]:
     """Seconds to populate the database at `url`, and the server's version."""
     conn = await asyncpg.connect(url)
     try:
         started = time.perf_counter()
-        await populate(conn)
+        await populate(conn, history)
         return time.perf_counter() - started, await conn.fetchval("SHOW server_version")
     finally:
         await conn.close()
@@ -201,13 +231,18 @@ def _span(values: list[float]) -> str:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description="start-up recovery of open orders")
+    parser.add_argument(
+        "--history", type=int, default=HISTORICAL_ORDERS, help="canceled orders before them"
+    )
+    history = parser.parse_args().history
     configure_logging("WARNING")
     redis_url = os.environ.get("PROBO_BENCH_REDIS_URL")
     with postgres_admin_url() as admin_url:
         name, url = uvloop.run(fresh_database(admin_url))
         empty_name, empty_url = uvloop.run(fresh_database(admin_url))
         try:
-            fill_seconds, server = uvloop.run(fill(url))
+            fill_seconds, server = uvloop.run(fill(url, history))
             in_process = uvloop.run(recover_in_process(url))
             loaded = [serve_to_ready(url, redis_url) for _ in range(RUNS)]
             empty = [serve_to_ready(empty_url, redis_url) for _ in range(RUNS)]
@@ -217,7 +252,8 @@ def main() -> None:
 
     ready = [s for s, _ in loaded]
     print(
-        f"recovery: {USERS:,} users, {MARKETS} markets, {OPEN_ORDERS:,} open orders; "
+        f"recovery: {USERS:,} users, {MARKETS} markets, {OPEN_ORDERS:,} open orders "
+        f"after {history:,} historical ones; "
         f"python {platform.python_version()}, postgres {server}, {RUNS} runs each "
         f"(database filled in {fill_seconds:.1f} s, not timed)"
     )
