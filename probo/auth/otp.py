@@ -6,6 +6,9 @@ and the comparison run in one Lua script so parallel guesses cannot exceed the l
 Issuing is one Lua script too: the per-IP limit, the resend cooldown, the per-phone
 hourly limit and the new code's hash take one round trip and one pooled connection
 instead of four, which is what a burst of logins queues for.
+
+The Redis commands and scripts stay in this module rather than in store.py: OTPs live
+only in Redis, and store.py holds auth's SQL.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ follows other processes' revocations through pub/sub and reloads from Postgres e
 time it (re)connects; while Redis is away the last known revocations stand. The
 listener subscribes through its own client (`subscriber`), so its connection is never
 one a burst of logins waits for in the command pool, nor the other way round.
+
+The SQL is in store.py; the Redis commands (publish, subscribe) stay here.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import asyncpg
 import redis.asyncio as aioredis
 from loguru import logger
 
+from probo.auth import store
 from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection
 
 RELOAD_ROWS_MAX = 10_000_000
@@ -58,12 +61,8 @@ class RevocationList:
     async def revoke(self, jti: str, user_id: int, expires_at: int) -> None:
         """Revoke durably (Postgres), here at once, then tell other processes (best effort)."""
         async with connection(self._pool) as conn:
-            await conn.execute(
-                "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) "
-                "ON CONFLICT (jti) DO NOTHING",
-                jti,
-                user_id,
-                datetime.fromtimestamp(expires_at, UTC),
+            await store.insert_revocation(
+                conn, jti, user_id, datetime.fromtimestamp(expires_at, UTC)
             )
         self._remember(jti, expires_at)
         try:
@@ -75,11 +74,8 @@ class RevocationList:
     async def load(self) -> int:
         """Read every unexpired revocation from Postgres; returns how many."""
         async with connection(self._pool) as conn:
-            await conn.execute("DELETE FROM revoked_sessions WHERE expires_at < now()")
-            rows = await conn.fetch(
-                "SELECT jti, extract(epoch FROM expires_at)::bigint AS expires_at FROM revoked_sessions LIMIT $1",
-                RELOAD_ROWS_MAX,
-            )
+            await store.delete_expired_revocations(conn)
+            rows = await store.revocations(conn, RELOAD_ROWS_MAX)
         for row in rows:
             self._remember(row["jti"], row["expires_at"])
         return len(rows)

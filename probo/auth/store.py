@@ -1,8 +1,10 @@
-"""SQL for the users table."""
+"""SQL of auth: users (sign-up, login, the profile) and revoked sessions. The OTPs are
+in Redis (otp.py), and so is the pub/sub that spreads revocations (revocations.py)."""
 
 from __future__ import annotations
 
 import secrets
+from datetime import datetime
 
 import asyncpg
 
@@ -49,3 +51,31 @@ async def user_by_id(
     conn: asyncpg.Connection | asyncpg.Pool, user_id: int
 ) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
+
+
+# --- revoked sessions ----------------------------------------------------------------------
+
+
+async def insert_revocation(
+    conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime
+) -> None:
+    """Revoke the session `jti` until `expires_at`; a second revocation changes nothing."""
+    await conn.execute(
+        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (jti) DO NOTHING",
+        jti,
+        user_id,
+        expires_at,
+    )
+
+
+async def delete_expired_revocations(conn: asyncpg.Connection) -> None:
+    await conn.execute("DELETE FROM revoked_sessions WHERE expires_at < now()")
+
+
+async def revocations(conn: asyncpg.Connection, count_max: int) -> list[asyncpg.Record]:
+    """(jti, expires_at in epoch seconds) of up to `count_max` revoked sessions."""
+    return await conn.fetch(
+        "SELECT jti, extract(epoch FROM expires_at)::bigint AS expires_at FROM revoked_sessions LIMIT $1",
+        count_max,
+    )

@@ -18,7 +18,6 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import msgspec
 import uvicorn
 from loguru import logger
@@ -28,6 +27,7 @@ from probo.infra import (
     ConfigError,
     Settings,
     configure_logging,
+    ensure_database,
     load_settings,
     prod_warnings,
     with_database,
@@ -59,15 +59,6 @@ WEBSOCKET_OPTIONS: dict[str, Any] = {
 SERVER_OPTIONS: dict[str, Any] = {"http": ProboHttpProtocol, **WEBSOCKET_OPTIONS}
 
 
-async def _ensure_database(admin_url: str, name: str) -> None:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
-            await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-
-
 def resolve_servers(
     settings: Settings, stack: ExitStack, *, own_reused: bool, redis: bool = True
 ) -> Settings:
@@ -84,7 +75,7 @@ def resolve_servers(
         postgres = embedded.start_postgres(settings.data_dir)
         if own_reused or not postgres.reused:
             stack.callback(postgres.stop)
-        asyncio.run(_ensure_database(postgres.url, EMBEDDED_DATABASE))
+        asyncio.run(ensure_database(postgres.url, EMBEDDED_DATABASE))
         updates["database_url"] = with_database(postgres.url, EMBEDDED_DATABASE)
         logger.info("embedded Postgres running under {}", settings.data_dir)
     if redis and settings.redis_url is None:

@@ -14,7 +14,7 @@ from litestar import MediaType, Response, get
 from litestar.datastructures import State
 
 from probo.auth import Claims
-from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection, metrics
+from probo.infra import REDIS_UNAVAILABLE_ERRORS, UNAVAILABLE_ERRORS, connection, metrics, ping
 from probo.ledger import Breach, EngineState, engine_breaches, ledger_breaches
 from probo.services import Services, running_services, services_of
 from probo.web import error_body, error_responses, unavailable
@@ -37,7 +37,7 @@ class Readiness(msgspec.Struct):
 
 async def _postgres_ok(services: Services) -> bool:
     try:
-        await asyncio.wait_for(services.pool.fetchval("SELECT 1"), CHECK_TIMEOUT_S)
+        await asyncio.wait_for(ping(services.pool), CHECK_TIMEOUT_S)
         return True
     except UNAVAILABLE_ERRORS:
         return False

@@ -1,5 +1,6 @@
 """Postgres connections: the pool, schema migration, and the error translations
-every store shares (an unreachable database is a 503, never a 500).
+every store shares (an unreachable database is a 503, never a 500); and the SQL that
+belongs to no package: the readiness ping, creating a database, migrating it.
 
 A request waits, for at most POOL_ACQUIRE_TIMEOUT_S, for a free pooled connection. A
 pool still full after that raises PoolExhausted: overload, told apart from an outage
@@ -93,6 +94,25 @@ async def create_pool(url: str, *, size_max: int) -> asyncpg.Pool:
             await asyncio.sleep(delay_s)
             delay_s = min(delay_s * 2, 2.0)
     raise AssertionError("unreachable")
+
+
+async def ping(conn: asyncpg.Connection | asyncpg.Pool) -> None:
+    """One round trip; raises one of UNAVAILABLE_ERRORS when Postgres does not answer."""
+    await conn.fetchval("SELECT 1")
+
+
+async def create_database_if_missing(conn: asyncpg.Connection, name: str) -> None:
+    if not await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", name):
+        await conn.execute(f'CREATE DATABASE "{name}"')
+
+
+async def ensure_database(admin_url: str, name: str) -> None:
+    """Create database `name` on the server at `admin_url` unless it exists."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await create_database_if_missing(conn, name)
+    finally:
+        await conn.close()
 
 
 async def migrate(conn: asyncpg.Connection, schema_path: Path = SCHEMA_PATH) -> None:

@@ -12,7 +12,8 @@ finished by the market clock (`finish_resolutions`).
 
 Best prices and the order book come from the committed book the live feeds keep
 (probo/realtime), so REST and WebSocket agree on `seq`; last price and volume from the aggregates
-the ledger writer keeps on the market row; candles from trades, in SQL.
+the ledger writer keeps on the market row; candles from trades, aggregated in SQL.
+The SQL is in store.py.
 """
 
 from __future__ import annotations
@@ -25,15 +26,14 @@ import asyncpg
 from loguru import logger
 
 from probo.infra import connection
+from probo.markets import store
 from probo.markets.types import (
-    Candle,
     CandlePage,
     Interval,
     Market,
     MarketCreate,
     MarketPage,
     Outcome,
-    Trade,
     TradePage,
 )
 from probo.orderbook import (
@@ -54,33 +54,11 @@ from probo.orderbook import (
 from probo.realtime import Hub, OrderBook
 from probo.web import ApiError, encode_cursor, not_found, page, validation_error
 
-ID_MAX = 2**63 - 1
-_MARKET_SELECT = """
-SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m.tick,
-       m.settlement_fee_bps, m.closes_at, m.created_at, m.resolved_at, m.last_price, m.volume
-FROM markets m
-"""
 INTERVALS = {"1m": timedelta(minutes=1), "5m": timedelta(minutes=5), "1h": timedelta(hours=1),
              "1d": timedelta(days=1)}  # fmt: skip
 # Candles are aligned to whole intervals since the Unix epoch (UTC days for `1d`).
 # A page spans at most `limit` intervals back from the newest trade before the cursor,
 # so it reads a bounded slice of trades however long the market's history is.
-_CANDLES = """
-SELECT date_bin($2::interval, created_at, 'epoch'::timestamptz) AS start,
-       (array_agg(yes_price ORDER BY created_at, id))[1] AS open,
-       max(yes_price) AS high,
-       min(yes_price) AS low,
-       (array_agg(yes_price ORDER BY created_at DESC, id DESC))[1] AS close,
-       sum(quantity) AS volume
-FROM trades
-WHERE market_id = $1 AND created_at < $3 AND created_at >= $4
-GROUP BY 1
-ORDER BY 1 DESC
-"""
-_NEWEST_TRADE_BEFORE = """
-SELECT created_at FROM trades WHERE market_id = $1 AND created_at < $2
-ORDER BY created_at DESC LIMIT 1
-"""
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 # A candles cursor is epoch seconds; past FAR_FUTURE it is none we issued (and soon
@@ -111,20 +89,8 @@ class MarketService:
         if closes_at <= datetime.now(UTC):
             raise validation_error("closes_at must be in the future")
         async with connection(self._pool) as conn, conn.transaction():
-            market_id = await conn.fetchval(
-                "INSERT INTO markets (title, description, category, rules, closes_at, tick, settlement_fee_bps) "
-                "VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
-                request.title,
-                request.description,
-                request.category,
-                request.rules,
-                closes_at,
-                request.tick,
-                request.settlement_fee_bps,
-            )
-            await conn.execute(
-                "INSERT INTO accounts (kind, market_id) VALUES ('market_escrow', $1)", market_id
-            )
+            market_id = await store.insert_market(conn, request, closes_at)
+            await store.insert_escrow_account(conn, market_id)
         self._engine.open_market(market_id, request.tick, closes_at.timestamp())
         return await self.get(market_id)
 
@@ -159,14 +125,9 @@ class MarketService:
     async def _record_resolution(self, market_id: int, outcome: Outcome) -> int:
         """Record `outcome` unless another is recorded; the market's fee in basis points."""
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "UPDATE markets SET resolving = coalesce(resolving, $2) "
-                "WHERE id = $1 AND status <> 'resolved' RETURNING resolving, settlement_fee_bps",
-                market_id,
-                outcome,
-            )
+            row = await store.record_resolution(conn, market_id, outcome)
             if row is None:
-                if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
+                if not await store.market_exists(conn, market_id):
                     raise not_found("market")
                 raise _market_resolved(market_id)
         if row["resolving"] != outcome:
@@ -206,10 +167,7 @@ class MarketService:
             return
         try:
             async with connection(self._pool) as conn:
-                await conn.execute(
-                    "UPDATE markets SET resolving = NULL WHERE id = $1 AND status <> 'resolved'",
-                    market_id,
-                )
+                await store.clear_resolution(conn, market_id)
         except Exception as exc:
             logger.warning(
                 "market {}: a resolution the engine did not take stays recorded ({!r})",
@@ -226,11 +184,7 @@ class MarketService:
         harmless: the engine answers MarketResolved.
         """
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT id, resolving, settlement_fee_bps FROM markets "
-                "WHERE resolving IS NOT NULL AND status <> 'resolved' ORDER BY id LIMIT $1",
-                count_max,
-            )
+            rows = await store.unfinished_resolutions(conn, count_max)
         markets = self._engine.exchange.markets
         pending: list[ResolveMarket] = []
         for market_id, outcome, fee_bps in rows:
@@ -268,16 +222,12 @@ class MarketService:
         The closes are asked for together, so a market slow to confirm does not hold
         back the others."""
         async with connection(self._pool) as conn:
-            due = await conn.fetch(
-                "SELECT id FROM markets WHERE status IN ('open', 'paused') AND closes_at <= now() "
-                "ORDER BY closes_at, id LIMIT $1",
-                count_max,
-            )
+            due = await store.due_to_close(conn, count_max)
         due_ids = []
-        for row in due:
-            market = self._engine.exchange.markets.get(row["id"])
+        for market_id in due:
+            market = self._engine.exchange.markets.get(market_id)
             if market is not None and market.status in ("open", "paused"):
-                due_ids.append(row["id"])  # else its close is on the way to the ledger
+                due_ids.append(market_id)  # else its close is on the way to the ledger
         closed = await asyncio.gather(*(self._closed_at_closes_at(m) for m in due_ids))
         return sum(closed)
 
@@ -339,7 +289,7 @@ class MarketService:
 
     async def get(self, market_id: int) -> Market:
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(f"{_MARKET_SELECT} WHERE m.id = $1", market_id)
+            row = await store.market_row(conn, market_id)
         if row is None:
             raise not_found("market")
         return self._market(row)
@@ -348,13 +298,8 @@ class MarketService:
         self, *, status: str | None, category: str | None, limit: int, before_id: int | None
     ) -> MarketPage:
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                f"{_MARKET_SELECT} WHERE m.id < $1 AND ($2::text IS NULL OR m.status = $2) "
-                "AND ($3::text IS NULL OR m.category = $3) ORDER BY m.id DESC LIMIT $4",
-                before_id or ID_MAX,
-                status,
-                category,
-                limit + 1,
+            rows = await store.market_rows(
+                conn, status=status, category=category, before_id=before_id, limit=limit + 1
             )
         rows, cursor = page(rows, limit, lambda r: r["id"])
         return MarketPage(items=[self._market(r) for r in rows], next_cursor=cursor)
@@ -364,37 +309,17 @@ class MarketService:
         book = self._hub.order_book(market_id, depth)
         if book is None:
             async with connection(self._pool) as conn:
-                if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
+                if not await store.market_exists(conn, market_id):
                     raise not_found("market")
             return OrderBook(market_id=market_id, seq=0, yes=[], no=[])
         return book
 
     async def trades(self, market_id: int, *, limit: int, before_id: int | None) -> TradePage:
         async with connection(self._pool) as conn:
-            rows = await conn.fetch(
-                "SELECT id, yes_price, quantity, kind, taker_outcome, taker_side, created_at FROM trades "
-                "WHERE market_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
-                market_id,
-                before_id or ID_MAX,
-                limit + 1,
-            )
-            if not rows and not await conn.fetchval(
-                "SELECT 1 FROM markets WHERE id = $1", market_id
-            ):
+            trades = await store.trades(conn, market_id, before_id=before_id, limit=limit + 1)
+            if not trades and not await store.market_exists(conn, market_id):
                 raise not_found("market")
-        rows, cursor = page(rows, limit, lambda r: r["id"])
-        items = [
-            Trade(
-                id=r["id"],
-                price=r["yes_price"],
-                quantity=r["quantity"],
-                kind=r["kind"],
-                taker_outcome=r["taker_outcome"],
-                taker_side=r["taker_side"],
-                created_at=r["created_at"],
-            )
-            for r in rows
-        ]
+        items, cursor = page(trades, limit, lambda t: t.id)
         return TradePage(items=items, next_cursor=cursor)
 
     async def candles(
@@ -408,26 +333,15 @@ class MarketService:
             raise validation_error("invalid cursor", status_code=400)  # never one we issued
         end = EPOCH + timedelta(seconds=before) if before is not None else FAR_FUTURE
         async with connection(self._pool) as conn:
-            newest = await conn.fetchval(_NEWEST_TRADE_BEFORE, market_id, end)
+            newest = await store.newest_trade_before(conn, market_id, end)
             if newest is None:
-                if not await conn.fetchval("SELECT 1 FROM markets WHERE id = $1", market_id):
+                if not await store.market_exists(conn, market_id):
                     raise not_found("market")
                 return CandlePage(items=[], next_cursor=None)
             newest_start = EPOCH + step * ((newest - EPOCH) // step)
             start = newest_start - step * (limit - 1)
-            rows = await conn.fetch(_CANDLES, market_id, step, end, start)
-            more = await conn.fetchval(_NEWEST_TRADE_BEFORE, market_id, start) is not None
-        items = [
-            Candle(
-                start=r["start"],
-                open=r["open"],
-                high=r["high"],
-                low=r["low"],
-                close=r["close"],
-                volume=r["volume"],
-            )
-            for r in rows
-        ]
+            items = await store.candles(conn, market_id, step, start=start, end=end)
+            more = await store.newest_trade_before(conn, market_id, start) is not None
         cursor = encode_cursor(int((start - EPOCH).total_seconds())) if more else None
         return CandlePage(items=items, next_cursor=cursor)
 

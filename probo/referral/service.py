@@ -11,7 +11,8 @@ from loguru import logger
 from probo import ledger
 from probo.infra import Settings, connection
 from probo.orderbook import EngineMirror, record_credit
-from probo.referral.types import Referee, ReferralApplied, ReferralSummary
+from probo.referral import store
+from probo.referral.types import ReferralApplied, ReferralSummary
 from probo.web import ApiError
 
 REFERRALS_LISTED_MAX = 1000
@@ -34,21 +35,17 @@ class ReferralService:
         async with connection(self._pool) as conn, conn.transaction():
             referrer_id = None
             if len(code) == 8 and set(code) <= CODE_ALPHABET:
-                referrer_id = await conn.fetchval(
-                    "SELECT id FROM users WHERE referral_code = $1", code
-                )
+                referrer_id = await store.user_id_by_referral_code(conn, code)
             # Lock both users in id order: concurrent referrals (A uses B's code while B
             # uses C's, or A and B each other's) then queue instead of deadlocking, and
-            # the circular check below sees the other's committed referral. NO KEY
-            # UPDATE leaves the foreign-key checks of the insert unblocked.
-            locked = await conn.fetch(
-                "SELECT id, is_new FROM users WHERE id = ANY($1::bigint[]) ORDER BY id FOR NO KEY UPDATE",
-                [user_id] if referrer_id is None else [user_id, referrer_id],
+            # the circular check below sees the other's committed referral.
+            locked = await store.lock_users(
+                conn, [user_id] if referrer_id is None else [user_id, referrer_id]
             )
             me = next((row for row in locked if row["id"] == user_id), None)
             if me is None:
                 raise ApiError(401, "unauthorized", "this session's user no longer exists")
-            if await conn.fetchval("SELECT 1 FROM referrals WHERE referred_user_id = $1", user_id):
+            if await store.was_referred(conn, user_id):
                 raise ApiError(409, "already_referred", "a referral code was already applied")
             if not me["is_new"]:
                 raise ApiError(409, "not_new", "referral codes apply only before your first trade")
@@ -56,11 +53,7 @@ class ReferralService:
                 raise invalid_code()
             if referrer_id == user_id:
                 raise ApiError(422, "self_referral", "you cannot use your own referral code")
-            if await conn.fetchval(
-                "SELECT 1 FROM referrals WHERE referred_user_id = $1 AND referrer_user_id = $2",
-                referrer_id,
-                user_id,
-            ):
+            if await store.was_referred_by(conn, referrer_id, user_id):
                 # Two users referring each other would farm both bonuses.
                 raise ApiError(422, "circular_referral", "this user joined with your referral code")
             bonus = self._settings.referral_bonus
@@ -83,15 +76,8 @@ class ReferralService:
                 credits.append(
                     await record_credit(conn, "REFERRAL_CREDIT", transfer_id, referrer_id, bonus)
                 )
-            created_at = await conn.fetchval(
-                "INSERT INTO referrals (referred_user_id, referrer_user_id, bonus, transfer_id) "
-                "VALUES ($1, $2, $3, $4) RETURNING created_at",
-                user_id,
-                referrer_id,
-                bonus,
-                transfer_id,
-            )
-            await conn.execute("UPDATE users SET is_new = false WHERE id = $1", user_id)
+            created_at = await store.insert_referral(conn, user_id, referrer_id, bonus, transfer_id)
+            await store.mark_not_new(conn, user_id)
         logger.bind(user_id=user_id, referrer_id=referrer_id).info("referral applied")
         if credits:
             await self._mirror.deliver(credits)
@@ -99,24 +85,14 @@ class ReferralService:
 
     async def summary(self, user_id: int) -> ReferralSummary:
         async with connection(self._pool) as conn:
-            code = await conn.fetchval("SELECT referral_code FROM users WHERE id = $1", user_id)
+            code = await store.referral_code_of(conn, user_id)
             if code is None:
                 raise ApiError(404, "not_found", "user not found")
-            rows = await conn.fetch(
-                "SELECT referred_user_id, created_at FROM referrals WHERE referrer_user_id = $1 "
-                "ORDER BY created_at DESC LIMIT $2",
-                user_id,
-                REFERRALS_LISTED_MAX,
-            )
-            totals = await conn.fetchrow(
-                "SELECT count(*) AS n, coalesce(sum(bonus), 0)::bigint AS earned FROM referrals WHERE referrer_user_id = $1",
-                user_id,
-            )
+            referees = await store.referees(conn, user_id, REFERRALS_LISTED_MAX)
+            referral_count, total_earned = await store.referral_totals(conn, user_id)
         return ReferralSummary(
             code=code,
-            referrals=[
-                Referee(user_id=r["referred_user_id"], created_at=r["created_at"]) for r in rows
-            ],
-            total_earned=totals["earned"],
-            referral_count=totals["n"],
+            referrals=referees,
+            total_earned=total_earned,
+            referral_count=referral_count,
         )

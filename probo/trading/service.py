@@ -33,7 +33,7 @@ from probo.orderbook import (
     decided,
     own_price,
 )
-from probo.trading import queries
+from probo.trading import store
 from probo.trading.ratelimit import OrderRateLimiter
 from probo.trading.types import (
     FillPage,
@@ -107,7 +107,7 @@ class TradingService:
         if type(first) is OrderDuplicate:
             metrics.ORDERS.labels("duplicate").inc()
             async with connection(self._pool) as conn:
-                original = await queries.order_by_client_id(conn, user_id, first.client_order_id)
+                original = await store.order_by_client_id(conn, user_id, first.client_order_id)
             if original is None:  # committed before the duplicate was answered: cannot be missing
                 raise unavailable("the original order is not readable yet; retry", 1)
             return original, False
@@ -118,7 +118,7 @@ class TradingService:
         market_id = self._engine.exchange.order_market(order_id, user_id)
         if market_id is None:
             async with connection(self._pool) as conn:
-                owner = await queries.order_owner(conn, order_id)
+                owner = await store.order_owner(conn, order_id)
             if owner != user_id:
                 raise not_found("order")
             raise ApiError(409, "order_not_open", "the order is no longer open")
@@ -127,7 +127,7 @@ class TradingService:
         if type(first) is OrderRejected:
             raise rejection(first)  # filled or canceled since it was looked up
         async with connection(self._pool) as conn:
-            [order] = await queries.orders_by_ids(conn, user_id, [order_id])
+            [order] = await store.orders_by_ids(conn, user_id, [order_id])
         return order
 
     async def cancel_all(self, user_id: int, market_id: int | None) -> list[Order]:
@@ -141,7 +141,7 @@ class TradingService:
         if not canceled:
             return []
         async with connection(self._pool) as conn:
-            return await queries.orders_by_ids(conn, user_id, canceled)
+            return await store.orders_by_ids(conn, user_id, canceled)
 
     async def _decided(self, command: PlaceOrder | CancelOrder | CancelAll) -> Entry:
         try:
@@ -159,7 +159,7 @@ class TradingService:
 
     async def order(self, user_id: int, order_id: int) -> Order:
         async with connection(self._pool) as conn:
-            orders = await queries.orders_by_ids(conn, user_id, [order_id])
+            orders = await store.orders_by_ids(conn, user_id, [order_id])
         if not orders:
             raise not_found("order")
         return orders[0]
@@ -175,7 +175,7 @@ class TradingService:
         before_id: int | None,
     ) -> OrderPage:
         async with connection(self._pool) as conn:
-            rows = await queries.list_orders(
+            rows = await store.list_orders(
                 conn,
                 user_id,
                 status=status,
@@ -191,7 +191,7 @@ class TradingService:
         self, user_id: int, *, market_id: int | None, limit: int, before_id: int | None
     ) -> FillPage:
         async with connection(self._pool) as conn:
-            rows = await queries.list_fills(
+            rows = await store.list_fills(
                 conn, user_id, market_id=market_id, before_id=before_id, limit=limit + 1
             )
         items, cursor = page(rows, limit, lambda f: f.trade_id)
@@ -199,7 +199,7 @@ class TradingService:
 
     async def portfolio(self, user_id: int) -> Portfolio:
         async with connection(self._pool) as conn:
-            rows = await queries.positions(conn, user_id)
+            rows = await store.positions(conn, user_id)
         exchange = self._engine.exchange
         positions = []
         for r in rows:

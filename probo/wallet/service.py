@@ -32,6 +32,7 @@ from probo.orderbook import (
     decided,
     record_credit,
 )
+from probo.wallet import store
 from probo.wallet.gateway import ChargeResult, GatewayUnavailable, PaymentGateway
 from probo.wallet.types import (
     WITHDRAWAL_AMOUNT_MIN,
@@ -44,30 +45,11 @@ from probo.wallet.types import (
 from probo.web import ApiError, page, unavailable, validation_error
 
 DEPOSITS_IN_FLIGHT_MAX = 10_000
-_DEPOSIT_COLUMNS = (
-    "id, user_id, amount, status, idempotency_key, gateway, gateway_reference, failure_reason, "
-    "transfer_id, created_at, completed_at"
-)
 
 
 def idempotency_conflict() -> ApiError:
     return ApiError(
         409, "idempotency_conflict", "this idempotency key was used with a different request"
-    )
-
-
-def _deposit(row: asyncpg.Record) -> Deposit:
-    return Deposit(
-        id=row["id"],
-        amount=row["amount"],
-        status=row["status"],
-        idempotency_key=row["idempotency_key"],
-        gateway=row["gateway"],
-        gateway_reference=row["gateway_reference"],
-        failure_reason=row["failure_reason"],
-        transfer_id=row["transfer_id"],
-        created_at=row["created_at"],
-        completed_at=row["completed_at"],
     )
 
 
@@ -120,13 +102,7 @@ class WalletService:
     async def wallet(self, user_id: int) -> Wallet:
         """As committed: the ledger balance, and what the user's open buys hold."""
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT coalesce((SELECT balance FROM accounts WHERE user_id = $1), 0) AS balance, "
-                "coalesce((SELECT sum(price::bigint * (quantity - filled_quantity))::bigint FROM orders "
-                "WHERE user_id = $1 AND status = 'open' AND side = 'buy'), 0) AS locked",
-                user_id,
-            )
-        balance, locked = row["balance"], row["locked"]
+            balance, locked = await store.balance_and_locked(conn, user_id)
         return Wallet(balance=balance, locked=locked, available=balance - locked)
 
     async def transactions(
@@ -190,9 +166,9 @@ class WalletService:
     async def _deposit(
         self, user_id: int, amount: int, idempotency_key: str
     ) -> tuple[Deposit, bool]:
-        row, created = await self._open_deposit(user_id, amount, idempotency_key)
-        if row["status"] != "pending":
-            return self._outcome(row, created=False)
+        deposit, created = await self._open_deposit(user_id, amount, idempotency_key)
+        if deposit.status != "pending":
+            return self._outcome(deposit, created=False)
         # No connection is held while the gateway works: a slow gateway must not starve
         # every other request of the pool.
         try:
@@ -205,58 +181,43 @@ class WalletService:
                 "the payment gateway is unavailable; retry with the same key", 5
             ) from None
         async with connection(self._pool) as conn:
-            row, credits = await self._complete(conn, row["id"], user_id, charge)
+            deposit, credits = await self._complete(conn, deposit.id, user_id, charge)
         if credits:
             await self._mirror.deliver(credits)
-        metrics.DEPOSITS.labels(row["status"]).inc()
-        return self._outcome(row, created=created)
+        metrics.DEPOSITS.labels(deposit.status).inc()
+        return self._outcome(deposit, created=created)
 
     async def _open_deposit(
         self, user_id: int, amount: int, idempotency_key: str
-    ) -> tuple[asyncpg.Record, bool]:
-        """The deposit row for this key, created pending if new; (row, created)."""
+    ) -> tuple[Deposit, bool]:
+        """The deposit for this key, created pending if new; (deposit, created)."""
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                f"INSERT INTO deposits (user_id, idempotency_key, amount, gateway) VALUES ($1, $2, $3, $4) "
-                f"ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_DEPOSIT_COLUMNS}",
-                user_id,
-                idempotency_key,
-                amount,
-                self._gateway.name,
+            deposit = await store.insert_deposit_if_new(
+                conn, user_id, idempotency_key, amount, self._gateway.name
             )
-            if row is not None:
-                return row, True
-            row = await conn.fetchrow(
-                f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE user_id = $1 AND idempotency_key = $2",
-                user_id,
-                idempotency_key,
-            )
-        assert row is not None
-        if row["amount"] != amount:
+            if deposit is not None:
+                return deposit, True
+            deposit = await store.deposit_by_key(conn, user_id, idempotency_key)
+        assert deposit is not None
+        if deposit.amount != amount:
             raise idempotency_conflict()
-        if row["status"] == "pending":
-            logger.bind(deposit_id=row["id"]).warning("re-driving a pending deposit")
-        return row, False
+        if deposit.status == "pending":
+            logger.bind(deposit_id=deposit.id).warning("re-driving a pending deposit")
+        return deposit, False
 
     async def _complete(
         self, conn: asyncpg.Connection, deposit_id: int, user_id: int, charge: ChargeResult
-    ) -> tuple[asyncpg.Record, list]:
+    ) -> tuple[Deposit, list]:
         """Record the gateway's outcome once; on success credit the user in the same transaction."""
         async with conn.transaction():
-            row = await conn.fetchrow(
-                f"SELECT {_DEPOSIT_COLUMNS} FROM deposits WHERE id = $1 FOR UPDATE", deposit_id
-            )
-            if row["status"] != "pending":  # another request completed it first
-                return row, []
+            deposit = await store.lock_deposit(conn, deposit_id)
+            if deposit.status != "pending":  # another request completed it first
+                return deposit, []
             if not charge.succeeded:
-                row = await conn.fetchrow(
-                    f"UPDATE deposits SET status = 'failed', gateway_reference = $2, failure_reason = $3, "
-                    f"completed_at = now() WHERE id = $1 RETURNING {_DEPOSIT_COLUMNS}",
-                    deposit_id,
-                    charge.reference,
-                    charge.failure_reason or "declined",
+                deposit = await store.mark_deposit_failed(
+                    conn, deposit_id, charge.reference, charge.failure_reason or "declined"
                 )
-                return row, []
+                return deposit, []
             account_id = await ledger.open_user_account(conn, user_id)
             [transfer_id] = await ledger.post_transfers(
                 conn,
@@ -264,33 +225,29 @@ class WalletService:
                     ledger.Transfer(
                         ledger.PLATFORM_BANK_ACCOUNT_ID,
                         account_id,
-                        row["amount"],
+                        deposit.amount,
                         "deposit",
                         "deposit",
                         deposit_id,
                     )
                 ],
             )
-            row = await conn.fetchrow(
-                f"UPDATE deposits SET status = 'succeeded', gateway_reference = $2, transfer_id = $3, "
-                f"completed_at = now() WHERE id = $1 RETURNING {_DEPOSIT_COLUMNS}",
-                deposit_id,
-                charge.reference,
-                transfer_id,
+            deposit = await store.mark_deposit_succeeded(
+                conn, deposit_id, charge.reference, transfer_id
             )
-            credit = await record_credit(conn, "DEPOSIT", transfer_id, user_id, row["amount"])
-        return row, [credit]
+            credit = await record_credit(conn, "DEPOSIT", transfer_id, user_id, deposit.amount)
+        return deposit, [credit]
 
     @staticmethod
-    def _outcome(row: asyncpg.Record, *, created: bool) -> tuple[Deposit, bool]:
-        if row["status"] == "failed":
+    def _outcome(deposit: Deposit, *, created: bool) -> tuple[Deposit, bool]:
+        if deposit.status == "failed":
             raise ApiError(
                 402,
                 "payment_failed",
-                f"the payment was declined: {row['failure_reason']}",
-                details={"deposit": {"id": row["id"], "status": "failed"}},
+                f"the payment was declined: {deposit.failure_reason}",
+                details={"deposit": {"id": deposit.id, "status": "failed"}},
             )
-        return _deposit(row), created
+        return deposit, created
 
     async def withdraw(
         self, user_id: int, amount: int, idempotency_key: str
@@ -331,13 +288,8 @@ class WalletService:
     async def _committed_withdrawal(self, user_id: int, idempotency_key: str) -> Withdrawal:
         """The first withdrawal under this key: committed before its duplicate was answered."""
         async with connection(self._pool) as conn:
-            row = await conn.fetchrow(
-                "SELECT id, amount, status, idempotency_key, created_at FROM withdrawals "
-                "WHERE user_id = $1 AND idempotency_key = $2",
-                user_id,
-                idempotency_key,
-            )
-        assert row is not None, (
+            withdrawal = await store.withdrawal_by_key(conn, user_id, idempotency_key)
+        assert withdrawal is not None, (
             "an engine-accepted withdrawal is missing after its duplicate committed"
         )
-        return Withdrawal(**dict(row))
+        return withdrawal

@@ -1,6 +1,7 @@
-"""Committed trading state read from Postgres: orders with their fills, a user's fills,
-positions. Everything here was acknowledged only after it committed, so these reads
-see exactly what users were told."""
+"""SQL of trading: committed trading state read from Postgres (orders with their
+fills, a user's fills, positions). Everything here was acknowledged only after it
+committed, so these reads see exactly what users were told. Orders and trades are
+written by the ledger writer (probo/ledger), never here."""
 
 from __future__ import annotations
 
