@@ -10,6 +10,13 @@ import asyncpg
 
 REFERRAL_CODE_ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
 REFERRAL_CODE_LENGTH = 8
+
+
+def is_referral_code(code: str) -> bool:
+    """Whether `code` (upper case) has the shape of a referral code."""
+    return len(code) == REFERRAL_CODE_LENGTH and set(code) <= set(REFERRAL_CODE_ALPHABET)
+
+
 REFERRAL_CODE_TRIES_MAX = 10
 
 _USER_COLUMNS = "id, phone, referral_code, is_new, role, created_at"

@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncpg
 
 from probo.kyc.types import KycAdminView, KycStatus, KycSubmission
+from probo.web import BIGINT_MAX
 
-ID_MAX = 2**63 - 1
 _COLUMNS = "k.id, k.user_id, u.phone, k.name, k.pan, k.bank_account, k.ifsc, k.status, k.reason, k.created_at, k.decided_at"
 _FROM = "FROM kyc_requests k JOIN users u ON u.id = k.user_id"
 
@@ -67,7 +67,7 @@ async def requests(
         f"SELECT {_COLUMNS} {_FROM} WHERE ($1::text IS NULL OR k.status = $1) AND k.id < $2 "
         f"ORDER BY k.id DESC LIMIT $3",
         status,
-        before_id if before_id is not None else ID_MAX,
+        before_id if before_id is not None else BIGINT_MAX,
         limit,
     )
     return [_request(r) for r in rows]

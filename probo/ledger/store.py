@@ -14,6 +14,7 @@ from collections.abc import Sequence
 import asyncpg
 
 from probo.ledger.types import InsufficientBalance, Transfer
+from probo.web import BIGINT_MAX
 
 _INSERT_TRANSFERS = """
 INSERT INTO transfers (debit_account_id, credit_account_id, amount, kind, ref_type, ref_id)
@@ -105,6 +106,6 @@ async def user_transfers(
         LIMIT $3
         """,
         account_id,
-        before_id if before_id is not None else 2**63 - 1,
+        before_id if before_id is not None else BIGINT_MAX,
         limit,
     )

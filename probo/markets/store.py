@@ -9,8 +9,8 @@ from datetime import datetime, timedelta
 import asyncpg
 
 from probo.markets.types import Candle, MarketCreate, Outcome, Trade
+from probo.web import BIGINT_MAX
 
-ID_MAX = 2**63 - 1
 _MARKET_SELECT = """
 SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m.tick,
        m.settlement_fee_bps, m.closes_at, m.created_at, m.resolved_at, m.last_price, m.volume
@@ -81,7 +81,7 @@ async def market_rows(
     return await conn.fetch(
         f"{_MARKET_SELECT} WHERE m.id < $1 AND ($2::text IS NULL OR m.status = $2) "
         "AND ($3::text IS NULL OR m.category = $3) ORDER BY m.id DESC LIMIT $4",
-        before_id or ID_MAX,
+        before_id or BIGINT_MAX,
         status,
         category,
         limit,
@@ -143,7 +143,7 @@ async def trades(
         "SELECT id, yes_price, quantity, kind, taker_outcome, taker_side, created_at FROM trades "
         "WHERE market_id = $1 AND id < $2 ORDER BY id DESC LIMIT $3",
         market_id,
-        before_id or ID_MAX,
+        before_id or BIGINT_MAX,
         limit,
     )
     return [

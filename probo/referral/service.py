@@ -9,6 +9,7 @@ import asyncpg
 from loguru import logger
 
 from probo import ledger
+from probo.auth import is_referral_code
 from probo.infra import Settings, connection
 from probo.orderbook import EngineMirror, record_credit
 from probo.referral import store
@@ -16,7 +17,6 @@ from probo.referral.types import ReferralApplied, ReferralSummary
 from probo.web import ApiError
 
 REFERRALS_LISTED_MAX = 1000
-CODE_ALPHABET = frozenset("ABCDEFGHJKMNPQRSTUVWXYZ23456789")
 
 
 def invalid_code() -> ApiError:
@@ -34,7 +34,7 @@ class ReferralService:
         credits = []
         async with connection(self._pool) as conn, conn.transaction():
             referrer_id = None
-            if len(code) == 8 and set(code) <= CODE_ALPHABET:
+            if is_referral_code(code):
                 referrer_id = await store.user_id_by_referral_code(conn, code)
             # Lock both users in id order: concurrent referrals (A uses B's code while B
             # uses C's, or A and B each other's) then queue instead of deadlocking, and

@@ -11,8 +11,8 @@ import asyncpg
 
 from probo.orderbook import own_price
 from probo.trading.types import Fill, Order, UserFill, average
+from probo.web import BIGINT_MAX
 
-ID_MAX = 2**63 - 1
 _ORDER_COLUMNS = (
     "id, client_order_id, market_id, outcome, side, type, time_in_force, price, quantity, status, "
     "filled_quantity, cost, cancel_reason, created_at"
@@ -126,7 +126,7 @@ async def list_orders(
         ORDER BY id DESC LIMIT $5
         """,
         user_id,
-        before_id or ID_MAX,
+        before_id or BIGINT_MAX,
         status,
         market_id,
         limit,
@@ -159,7 +159,7 @@ async def list_fills(
         ) AS f ORDER BY id DESC LIMIT $4
         """,
         user_id,
-        before_id or ID_MAX,
+        before_id or BIGINT_MAX,
         market_id,
         limit,
     )
