@@ -1,4 +1,4 @@
-"""Builds the matching core (probo/orderbook: accounts, book, exchange) with mypyc.
+"""Builds the matching core (probo/orderbook: accounts, book, risk, exchange) with mypyc.
 
 The same modules run as plain Python when PROBO_PURE_PYTHON=1 at install time, or when
 no compiled module is present; the compiled ones are a 1.5x faster drop-in.
@@ -11,6 +11,7 @@ from setuptools import setup
 COMPILED_MODULES = [
     "probo/orderbook/accounts.py",
     "probo/orderbook/book.py",
+    "probo/orderbook/risk.py",
     "probo/orderbook/exchange.py",
 ]
 

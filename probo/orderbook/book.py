@@ -1,6 +1,6 @@
 """One market's order book in YES terms: price levels, FIFO queues, best prices.
 
-The book knows orders, never balances (risk lives in `exchange.py`). Bids are buy YES
+The book knows orders, never balances (risk lives in `risk.py`). Bids are buy YES
 and sell NO; asks are sell YES and buy NO, each at its YES price. A level is an
 intrusive doubly linked list of `RestingOrder`s in arrival order, so adding, filling at
 the head and canceling from the middle are all O(1). A bit mask per side records the
@@ -24,11 +24,29 @@ BUY_NO: Final = 3
 ASK_KIND_MIN: Final = 2
 USER_LIST_COMPACT_MIN: Final = 16
 
-KIND_OUTCOME: Final[tuple[Outcome, Outcome, Outcome, Outcome]] = ("yes", "no", "yes", "no")
-KIND_SIDE: Final[tuple[Side, Side, Side, Side]] = ("buy", "sell", "sell", "buy")
-KIND_IS_BUY: Final = (True, False, False, True)
 # Module constants are Final so the compiled core reads them as C statics, not dict lookups.
 PAYOUT: Final = CONTRACT_PAYOUT
+
+
+# What an order kind is, as functions rather than tables indexed by kind: the compiled
+# core would build a fresh tuple out of a Final tuple on every such lookup.
+
+
+def kind_is_buy(kind: int) -> bool:
+    return kind == BUY_YES or kind == BUY_NO
+
+
+def kind_in_yes_terms(kind: int) -> bool:
+    """Whether the order's own price is its YES price (a YES order's)."""
+    return kind == BUY_YES or kind == SELL_YES
+
+
+def kind_outcome(kind: int) -> Outcome:
+    return "yes" if kind == BUY_YES or kind == SELL_YES else "no"
+
+
+def kind_side(kind: int) -> Side:
+    return "buy" if kind == BUY_YES or kind == BUY_NO else "sell"
 
 
 def yes_price_of(kind: int, own_price: int) -> int:
@@ -81,8 +99,8 @@ class RestingOrder:
 
     def __repr__(self) -> str:
         return (
-            f"RestingOrder(id={self.order_id}, user={self.user_id}, {KIND_SIDE[self.kind]} "
-            f"{KIND_OUTCOME[self.kind]} @{self.own_price}, remaining={self.remaining})"
+            f"RestingOrder(id={self.order_id}, user={self.user_id}, {kind_side(self.kind)} "
+            f"{kind_outcome(self.kind)} @{self.own_price}, remaining={self.remaining})"
         )
 
 
@@ -92,17 +110,6 @@ def live_orders(position: Position) -> list[RestingOrder]:
     if len(live) != len(position.orders):
         position.orders = live
     return live
-
-
-def own_quantity_by_level(position: Position | None, asks: bool, tick: int) -> dict[int, int]:
-    """The user's resting quantity per level on one side (bounded by its open orders)."""
-    quantity_by_level: dict[int, int] = {}
-    if position is not None:
-        for order in live_orders(position):
-            if (order.kind >= ASK_KIND_MIN) == asks:
-                level = order.price // tick
-                quantity_by_level[level] = quantity_by_level.get(level, 0) + order.remaining
-    return quantity_by_level
 
 
 class Book:
@@ -147,6 +154,26 @@ class Book:
         """Index of the best ask level, or 0 when there are no asks."""
         mask = self.ask_mask
         return (mask & -mask).bit_length() - 1 if mask else 0
+
+    def first_within(self, asks: bool, yes_limit: int) -> RestingOrder | None:
+        """The order that an incoming order limited at `yes_limit` meets first on one
+        side: the head of the best ask at or below the limit, or of the best bid at or
+        above it; None when that side has nothing within the limit."""
+        if asks:
+            mask = self.ask_mask
+            if not mask:
+                return None
+            level = (mask & -mask).bit_length() - 1
+            if level * self.tick > yes_limit:
+                return None
+            return self.ask_head[level]
+        mask = self.bid_mask
+        if not mask:
+            return None
+        level = mask.bit_length() - 1
+        if level * self.tick < yes_limit:
+            return None
+        return self.bid_head[level]
 
     # --- changes -----------------------------------------------------------------
 
@@ -245,6 +272,47 @@ class Book:
                 yield order
                 order = order.next
             mask &= mask - 1
+
+    def levels(self, asks: bool) -> list[tuple[int, int]]:
+        """One side's (YES price, resting quantity) per level, best first."""
+        levels: list[tuple[int, int]] = []
+        tick = self.tick
+        if asks:
+            mask = self.ask_mask
+            while mask:
+                level = (mask & -mask).bit_length() - 1
+                levels.append((level * tick, self.ask_quantity[level]))
+                mask &= mask - 1
+        else:
+            mask = self.bid_mask
+            while mask:
+                level = mask.bit_length() - 1
+                levels.append((level * tick, self.bid_quantity[level]))
+                mask &= ~(1 << level)
+        return levels
+
+    def quantity_within(self, asks: bool, yes_limit: int, quantity_max: int) -> int:
+        """The resting quantity on one side that an incoming order limited at `yes_limit`
+        would meet, counted level by level, best first, until it reaches `quantity_max`."""
+        total = 0
+        limit_level = yes_limit // self.tick
+        if asks:
+            mask = self.ask_mask
+            while mask and total < quantity_max:
+                level = (mask & -mask).bit_length() - 1
+                if level > limit_level:
+                    break
+                total += self.ask_quantity[level]
+                mask &= mask - 1
+        else:
+            mask = self.bid_mask
+            while mask and total < quantity_max:
+                level = mask.bit_length() - 1
+                if level < limit_level:
+                    break
+                total += self.bid_quantity[level]
+                mask &= ~(1 << level)
+        return total
 
     def depth(self, levels: int | None = None) -> dict[str, list[tuple[int, int]]]:
         """SPEC §5: `yes` = YES bids at their price; `no` = asks shown as NO bids at

@@ -1,9 +1,10 @@
 """The matching core: every market's book and the accounts all markets share.
 
 Pure and synchronous: commands in, events out, no IO and no `await`, so a
-check-and-lock can never interleave with another. The pipeline of `place` is spelled
-out in order: checks → risk hold (lock) → matching → risk release. `docs/MATCHING.md`
-states every rule this module follows.
+check-and-lock can never interleave with another. `place` runs in stages, in order:
+check → risk hold → matching → rest or risk release. The book (`book.py`) never sees a
+balance; the risk rules (`risk.py`) never walk the book; this module strings them
+together. `docs/MATCHING.md` states every rule it follows.
 """
 
 from __future__ import annotations
@@ -15,16 +16,34 @@ from probo.orderbook.book import (
     ASK_KIND_MIN,
     BUY_NO,
     BUY_YES,
-    KIND_IS_BUY,
-    KIND_OUTCOME,
-    KIND_SIDE,
     PAYOUT,
     SELL_NO,
     SELL_YES,
     Book,
     RestingOrder,
+    kind_in_yes_terms,
+    kind_is_buy,
+    kind_outcome,
+    kind_side,
     live_orders,
-    own_quantity_by_level,
+)
+from probo.orderbook.risk import (
+    OPEN_ORDERS_PER_USER_MAX,
+    at_open_orders_max,
+    available_cash,
+    available_contracts,
+    fill_maker,
+    fill_taker,
+    hold_cash,
+    hold_contracts,
+    market_buy_reach,
+    no_unit,
+    own_quantity_by_price,
+    own_quantity_within,
+    release_cash,
+    release_contracts,
+    release_order,
+    yes_unit,
 )
 from probo.orderbook.settlement import BASIS_POINTS, YES_VALUE, compute_settlement
 from probo.orderbook.types import (
@@ -40,26 +59,17 @@ from probo.orderbook.types import (
     OrderRejected,
     PlaceOrder,
     Settlement,
+    TimeInForce,
     TradeExecuted,
     TradeKind,
 )
 
-# A named bound: it keeps every per-user walk (cancel-all, fok and market-buy
-# liquidity) short, whatever the rest of the book holds.
-OPEN_ORDERS_PER_USER_MAX: Final = 1000
 ORDER_QUANTITY_MAX: Final = QUANTITY_MAX
 TIMES_IN_FORCE: Final = ("gtc", "ioc", "fok")
 
 
 class InvalidMarketTransition(Exception):
     """A market status change that the lifecycle does not allow."""
-
-
-# Per order kind: does it price in YES terms, does it pay (buy), and which contract
-# count one filled contract moves (+1 for a buy, -1 for a sell).
-KIND_IN_YES_TERMS: Final = (True, False, True, False)
-KIND_YES_UNIT: Final = (1, 0, -1, 0)
-KIND_NO_UNIT: Final = (0, -1, 0, 1)
 
 
 class Market:
@@ -84,6 +94,92 @@ def _reject(command: PlaceOrder, code: str, message: str) -> list[Event]:
             client_order_id=command.client_order_id,
         )
     ]
+
+
+class Taker:
+    """An incoming order on its way through `place`: what the checks found, what the
+    risk hold took, and what matching left. It is the taker of every trade it makes."""
+
+    __slots__ = (
+        "command",
+        "market",
+        "user_id",
+        "client_order_id",
+        "kind",
+        "own_price",
+        "yes_limit",
+        "quantity",
+        "time_in_force",
+        "is_market",
+        "working",
+        "remaining",
+        "held_cash",
+        "account",
+        "position",
+        "order_id",
+    )
+
+    def __init__(
+        self,
+        command: PlaceOrder,
+        market: Market,
+        user_id: int,
+        client_order_id: str | None,
+        kind: int,
+        own_price: int,
+        quantity: int,
+        time_in_force: TimeInForce,
+        is_market: bool,
+        position: Position | None,
+    ) -> None:
+        self.command = command  # for a refusal's fields
+        self.market = market
+        self.user_id = user_id
+        self.client_order_id = client_order_id
+        self.kind = kind
+        self.own_price = own_price  # own terms; a market order's is its extreme price
+        self.yes_limit = own_price if kind_in_yes_terms(kind) else PAYOUT - own_price
+        self.quantity = quantity  # as asked for
+        self.time_in_force = time_in_force
+        self.is_market = is_market
+        self.working = quantity  # what it may fill: less for a market buy short of cash
+        self.remaining = quantity  # of `working`, still unfilled
+        self.held_cash = 0  # what a buy still locks
+        self.account: Account | None = None  # set by the hold, which may create it
+        self.position = position  # set by the hold if the user had none
+        self.order_id = 0
+
+
+def _order_kind(outcome: str, side: str) -> int:
+    """The order's kind (BUY_YES ... BUY_NO), or -1 for an unknown outcome or side."""
+    if outcome == "yes":
+        return BUY_YES if side == "buy" else SELL_YES if side == "sell" else -1
+    if outcome == "no":
+        return BUY_NO if side == "buy" else SELL_NO if side == "sell" else -1
+    return -1
+
+
+def _working_price(
+    price: int | None, order_type: str, time_in_force: str, tick: int, is_buy: bool
+) -> tuple[int, str, str]:
+    """The own price an order works at, or a rejection's code and message: a limit order
+    names a price on the tick grid and gtc, ioc or fok; a market order names no price,
+    is ioc, and works at the extreme price of its side."""
+    if order_type == "limit":
+        if price is None or time_in_force not in TIMES_IN_FORCE:
+            return 0, "validation_error", "a limit order needs a price and gtc, ioc or fok"
+        if price % tick or not tick <= price <= PAYOUT - tick:
+            return (
+                0,
+                "invalid_price",
+                f"price must be a multiple of {tick} in [{tick}, {PAYOUT - tick}]",
+            )
+        return price, "", ""
+    if order_type == "market":
+        if price is not None or time_in_force != "ioc":
+            return 0, "validation_error", "a market order has no price and is ioc"
+        return (PAYOUT - tick if is_buy else tick), "", ""
+    return 0, "validation_error", "type must be limit or market"
 
 
 class Exchange:
@@ -117,7 +213,7 @@ class Exchange:
     def withdraw(self, user_id: int, amount: int) -> bool:
         """Take `amount` out of the user's available cash; False if it is not there."""
         account = self._accounts.get(user_id)
-        if amount <= 0 or account is None or account.cash - account.locked < amount:
+        if amount <= 0 or account is None or available_cash(account) < amount:
             return False
         account.cash -= amount
         self._credited -= amount
@@ -161,13 +257,11 @@ class Exchange:
         position = market.positions.get(user_id)
         if position is None:
             position = market.positions[user_id] = Position()
-        if KIND_IS_BUY[kind]:
-            account.locked += own_price * remaining
-        elif kind == SELL_YES:
-            position.yes_locked += remaining
+        if kind_is_buy(kind):
+            hold_cash(account, own_price * remaining)
         else:
-            position.no_locked += remaining
-        yes_price = own_price if KIND_IN_YES_TERMS[kind] else PAYOUT - own_price
+            hold_contracts(position, kind, remaining)
+        yes_price = own_price if kind_in_yes_terms(kind) else PAYOUT - own_price
         market.book.add(
             RestingOrder(order_id, user_id, kind, yes_price, remaining, account, position)
         )
@@ -298,218 +392,17 @@ class Exchange:
     # --- orders ------------------------------------------------------------------------
 
     def place(self, command: PlaceOrder) -> list[Event]:
-        user_id = command.user_id
-        client_order_id = command.client_order_id
-        if client_order_id is not None:
-            original = self._order_ids_by_client.get((user_id, client_order_id))
-            if original is not None:
-                return [
-                    OrderDuplicate(
-                        user_id=user_id,
-                        market_id=command.market_id,
-                        client_order_id=client_order_id,
-                        order_id=original,
-                    )
-                ]
-        market = self.markets.get(command.market_id)
-        if market is None:
-            return _reject(command, "not_found", "unknown market")
-        if market.status != "open":
-            return _reject(command, "market_not_open", f"the market is {market.status}")
-
-        # Checks.
-        outcome, side = command.outcome, command.side
-        if outcome == "yes":
-            kind = BUY_YES if side == "buy" else SELL_YES if side == "sell" else -1
-        elif outcome == "no":
-            kind = BUY_NO if side == "buy" else SELL_NO if side == "sell" else -1
-        else:
-            kind = -1
-        if kind < 0:
-            return _reject(
-                command, "validation_error", "outcome must be yes or no, side buy or sell"
-            )
-        is_buy = KIND_IS_BUY[kind]
-        tick = market.tick
-        order_type = command.type
-        time_in_force = command.time_in_force
-        if order_type == "limit":
-            own_price = command.price
-            if own_price is None or time_in_force not in TIMES_IN_FORCE:
-                return _reject(
-                    command, "validation_error", "a limit order needs a price and gtc, ioc or fok"
-                )
-            if own_price % tick or not tick <= own_price <= PAYOUT - tick:
-                return _reject(
-                    command,
-                    "invalid_price",
-                    f"price must be a multiple of {tick} in [{tick}, {PAYOUT - tick}]",
-                )
-        elif order_type == "market":
-            if command.price is not None or time_in_force != "ioc":
-                return _reject(
-                    command, "validation_error", "a market order has no price and is ioc"
-                )
-            own_price = PAYOUT - tick if is_buy else tick
-        else:
-            return _reject(command, "validation_error", "type must be limit or market")
-        quantity = command.quantity
-        if not 1 <= quantity <= ORDER_QUANTITY_MAX:
-            return _reject(
-                command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}"
-            )
-
-        positions = market.positions
-        position = positions.get(user_id)
-        if (
-            time_in_force == "gtc"
-            and position is not None
-            and len(position.orders) >= OPEN_ORDERS_PER_USER_MAX
-            and len(live_orders(position)) >= OPEN_ORDERS_PER_USER_MAX
-        ):
-            return _reject(
-                command,
-                "too_many_open_orders",
-                f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market",
-            )
-
-        # Risk hold. A refused order leaves no trace, not even an empty account.
-        account = self._accounts.get(user_id)
-        working = quantity
-        locked_cash = locked_contracts = 0
-        is_market_order = order_type == "market"
-        if is_buy:
-            available = account.cash - account.locked if account is not None else 0
-            if is_market_order:
-                working, locked_cash, liquidity = self._affordable(
-                    market.book, kind, position, quantity, available
-                )
-                if working == 0 and liquidity:
-                    return _reject(
-                        command, "insufficient_funds", "available funds do not buy one contract"
-                    )
-            else:
-                locked_cash = own_price * quantity
-                if locked_cash > available:
-                    return _reject(
-                        command, "insufficient_funds", f"needs {locked_cash}, {available} available"
-                    )
-            if account is None:
-                account = self._accounts[user_id] = Account()
-            account.locked += locked_cash
-            if position is None:
-                position = positions[user_id] = Position()
-        else:
-            if position is None or account is None:
-                return _reject(
-                    command, "insufficient_position", f"sells {quantity}, 0 contracts available"
-                )
-            if kind == SELL_YES:
-                held = position.yes - position.yes_locked
-                if held < quantity:
-                    return _reject(
-                        command,
-                        "insufficient_position",
-                        f"sells {quantity}, {held} contracts available",
-                    )
-                position.yes_locked += quantity
-            else:
-                held = position.no - position.no_locked
-                if held < quantity:
-                    return _reject(
-                        command,
-                        "insufficient_position",
-                        f"sells {quantity}, {held} contracts available",
-                    )
-                position.no_locked += quantity
-            locked_contracts = quantity
-
-        order_id = self.last_order_id + 1
-        self.last_order_id = order_id
-        if client_order_id is not None:
-            self._order_ids_by_client[(user_id, client_order_id)] = order_id
-        market_id = market.market_id
-        events: list[Event] = [
-            OrderAccepted(
-                order_id,
-                user_id,
-                market_id,
-                command.outcome,
-                command.side,
-                order_type,
-                time_in_force,
-                own_price,
-                quantity,
-                client_order_id,
-                locked_cash,
-                locked_contracts,
-            )
-        ]
-        yes_limit = own_price if KIND_IN_YES_TERMS[kind] else PAYOUT - own_price
-
-        # Matching: only when the opposite side's best price is within the limit.
-        book = market.book
-        if kind < ASK_KIND_MIN:
-            mask = book.ask_mask
-            crosses = mask != 0 and (mask & -mask).bit_length() - 1 <= yes_limit // tick
-        else:
-            mask = book.bid_mask
-            crosses = mask != 0 and mask.bit_length() - 1 >= yes_limit // tick
-        if not crosses:
-            remaining = working
-        elif (
-            time_in_force == "fok"
-            and self._fillable(book, kind, position, yes_limit, quantity) < quantity
-        ):
-            remaining = working
-        else:
-            remaining = self._match(
-                market,
-                order_id,
-                user_id,
-                kind,
-                yes_limit,
-                working,
-                quantity - working,
-                account,
-                position,
-                events,
-            )
-            filled = working - remaining
-            if filled and is_buy:
-                # A limit buy gives back its own price per contract filled (so a better
-                # price returns the difference); a market buy locked exactly its cost.
-                if is_market_order:
-                    account.locked -= locked_cash
-                    locked_cash = 0
-                else:
-                    account.locked -= own_price * filled
-
-        # Rest, or release what the remainder holds.
-        if remaining and time_in_force == "gtc":
-            book.add(RestingOrder(order_id, user_id, kind, yes_limit, remaining, account, position))
-        elif remaining or working < quantity:
-            released_cash = released_contracts = 0
-            if is_buy:
-                released_cash = locked_cash if is_market_order else own_price * remaining
-                account.locked -= released_cash
-            elif kind == SELL_YES:
-                position.yes_locked -= remaining
-                released_contracts = remaining
-            else:
-                position.no_locked -= remaining
-                released_contracts = remaining
-            events.append(
-                OrderCanceled(
-                    order_id,
-                    user_id,
-                    market_id,
-                    "fok_unfilled" if time_in_force == "fok" else "ioc_remainder",
-                    remaining + quantity - working,
-                    released_cash,
-                    released_contracts,
-                )
-            )
+        """Check → risk hold → matching → rest or risk release (docs/MATCHING.md,
+        "Commands"). A stage that answers for the order ends the pipeline."""
+        taker = self._check(command)
+        if not isinstance(taker, Taker):
+            return taker  # a repeat or a refusal: no id, nothing changed
+        refused = self._hold(taker)
+        if refused is not None:
+            return refused
+        events = self._accept(taker)
+        self._match(taker, events)
+        self._rest_or_release(taker, events)
         return events
 
     def cancel(self, command: CancelOrder) -> list[Event]:
@@ -560,248 +453,312 @@ class Exchange:
             self._cancel_resting(market, order, "user", events)
         return events
 
-    # --- the pipeline's parts ----------------------------------------------------------
+    # --- place, stage by stage ---------------------------------------------------------
 
-    @staticmethod
-    def _affordable(
-        book: Book, kind: int, position: Position | None, quantity: int, available: int
-    ) -> tuple[int, int, bool]:
-        """A market buy's (quantity, exact cost) within `available`, taking other users'
-        resting quantity level by level, best first; and whether any such liquidity exists."""
-        buys_yes = kind == BUY_YES
-        own = own_quantity_by_level(position, buys_yes, book.tick)
-        levels = book.ask_quantity if buys_yes else book.bid_quantity
-        mask = book.ask_mask if buys_yes else book.bid_mask
-        got = cost = 0
-        liquidity = False
-        while mask:
-            if buys_yes:
-                level = (mask & -mask).bit_length() - 1
-                mask &= mask - 1
-            else:
-                level = mask.bit_length() - 1
-                mask &= ~(1 << level)
-            others = levels[level] - own.get(level, 0)
-            if others <= 0:
-                continue  # only the user's own orders: canceled when met, never bought
-            liquidity = True
-            price = level * book.tick
-            unit = price if buys_yes else PAYOUT - price
-            take = min(others, quantity - got, (available - cost) // unit)
-            if take <= 0:
-                break  # later levels cost more
-            got += take
-            cost += take * unit
-            if got == quantity:
-                break
-        return got, cost, liquidity
+    def _check(self, command: PlaceOrder) -> Taker | list[Event]:
+        """Stage 1, the checks (docs/MATCHING.md 1-5): a repeated `client_order_id`
+        answers with its original; an unknown or stopped market, a malformed order or
+        one over the user's open-order bound is refused."""
+        user_id = command.user_id
+        client_order_id = command.client_order_id
+        if client_order_id is not None:
+            original = self._order_ids_by_client.get((user_id, client_order_id))
+            if original is not None:
+                return [
+                    OrderDuplicate(
+                        user_id=user_id,
+                        market_id=command.market_id,
+                        client_order_id=client_order_id,
+                        order_id=original,
+                    )
+                ]
+        market = self.markets.get(command.market_id)
+        if market is None:
+            return _reject(command, "not_found", "unknown market")
+        if market.status != "open":
+            return _reject(command, "market_not_open", f"the market is {market.status}")
+        kind = _order_kind(command.outcome, command.side)
+        if kind < 0:
+            return _reject(
+                command, "validation_error", "outcome must be yes or no, side buy or sell"
+            )
+        order_type = command.type
+        time_in_force = command.time_in_force
+        own_price, code, message = _working_price(
+            command.price, order_type, time_in_force, market.tick, kind_is_buy(kind)
+        )
+        if code:
+            return _reject(command, code, message)
+        quantity = command.quantity
+        if not 1 <= quantity <= ORDER_QUANTITY_MAX:
+            return _reject(
+                command, "invalid_quantity", f"quantity must be between 1 and {QUANTITY_MAX}"
+            )
+        position = market.positions.get(user_id)
+        if time_in_force == "gtc" and at_open_orders_max(position):
+            return _reject(
+                command,
+                "too_many_open_orders",
+                f"at most {OPEN_ORDERS_PER_USER_MAX} open orders per market",
+            )
+        return Taker(
+            command,
+            market,
+            user_id,
+            client_order_id,
+            kind,
+            own_price,
+            quantity,
+            time_in_force,
+            order_type == "market",
+            position,
+        )
 
-    @staticmethod
-    def _fillable(
-        book: Book, kind: int, position: Position | None, yes_limit: int, quantity: int
-    ) -> int:
-        """Other users' quantity a fok could take at once, counted up to `quantity`:
-        level totals within the limit, less the user's own orders there."""
-        taker_is_bid = kind < ASK_KIND_MIN
-        own = own_quantity_by_level(position, taker_is_bid, book.tick)
-        limit_level = yes_limit // book.tick
-        total = 0
-        if taker_is_bid:
-            mask = book.ask_mask
-            while mask and total < quantity:
-                level = (mask & -mask).bit_length() - 1
-                if level > limit_level:
-                    break
-                total += book.ask_quantity[level] - own.get(level, 0)
-                mask &= mask - 1
+    def _hold(self, taker: Taker) -> list[Event] | None:
+        """Stage 2, the risk hold (check 6): lock the cash a buy may spend or the
+        contracts a sell gives up, or refuse the order. A refused order leaves no
+        trace, not even an empty account."""
+        user_id, kind, quantity = taker.user_id, taker.kind, taker.quantity
+        account = self._accounts.get(user_id)
+        position = taker.position
+        if not kind_is_buy(kind):
+            held = available_contracts(position, kind) if account is not None else 0
+            if held < quantity or account is None or position is None:
+                return _reject(
+                    taker.command,
+                    "insufficient_position",
+                    f"sells {quantity}, {held} contracts available",
+                )
+            hold_contracts(position, kind, quantity)
+            taker.account = account
+            return None
+        available = available_cash(account)
+        if taker.is_market:
+            buys_yes = kind == BUY_YES
+            working, cost, liquidity = market_buy_reach(
+                taker.market.book.levels(buys_yes),
+                own_quantity_by_price(position, buys_yes),
+                buys_yes,
+                quantity,
+                available,
+            )
+            if working == 0 and liquidity:
+                return _reject(
+                    taker.command, "insufficient_funds", "available funds do not buy one contract"
+                )
+            taker.working = taker.remaining = working
         else:
-            mask = book.bid_mask
-            while mask and total < quantity:
-                level = mask.bit_length() - 1
-                if level < limit_level:
-                    break
-                total += book.bid_quantity[level] - own.get(level, 0)
-                mask &= ~(1 << level)
-        return total
+            cost = taker.own_price * quantity
+            if cost > available:
+                return _reject(
+                    taker.command, "insufficient_funds", f"needs {cost}, {available} available"
+                )
+        if account is None:
+            account = self._accounts[user_id] = Account()
+        if position is None:
+            position = taker.position = taker.market.positions[user_id] = Position()
+        hold_cash(account, cost)
+        taker.held_cash = cost
+        taker.account = account
+        return None
 
-    def _match(
-        self,
-        market: Market,
-        order_id: int,
-        user_id: int,
-        kind: int,
-        yes_limit: int,
-        remaining: int,
-        unaffordable: int,
-        account: Account,
-        position: Position,
-        events: list[Event],
-    ) -> int:
-        """Trade `remaining` against the opposite side; returns what is left.
+    def _accept(self, taker: Taker) -> list[Event]:
+        """The order is in: the next order id, and `OrderAccepted` opens its events."""
+        order_id = self.last_order_id + 1
+        self.last_order_id = order_id
+        taker.order_id = order_id
+        client_order_id = taker.client_order_id
+        if client_order_id is not None:
+            self._order_ids_by_client[(taker.user_id, client_order_id)] = order_id
+        kind = taker.kind
+        return [
+            OrderAccepted(
+                order_id,
+                taker.user_id,
+                taker.market.market_id,
+                kind_outcome(kind),
+                kind_side(kind),
+                "market" if taker.is_market else "limit",
+                taker.time_in_force,
+                taker.own_price,
+                taker.quantity,
+                client_order_id,
+                taker.held_cash,
+                0 if kind_is_buy(kind) else taker.quantity,
+            )
+        ]
 
-        Trade events report the taker's remainder against the quantity it asked for:
-        `unaffordable` is what a market buy could not pay for and will not work.
+    def _match(self, taker: Taker, events: list[Event]) -> None:
+        """Stage 3, matching: only when the opposite side's best price is within the
+        limit, and for a fok only when other users' liquidity there fills it whole.
+        A buy that filled gives back the part of its lock the fills released."""
+        book = taker.market.book
+        asks = taker.kind < ASK_KIND_MIN  # a bid meets asks
+        if book.first_within(asks, taker.yes_limit) is None:
+            return
+        if taker.time_in_force == "fok":
+            own = own_quantity_within(taker.position, asks, taker.yes_limit)
+            quantity = taker.quantity
+            if book.quantity_within(asks, taker.yes_limit, quantity + own) - own < quantity:
+                return  # canceled whole, fok_unfilled; own resting orders stay
+        self._trade(taker, events)
+        filled = taker.working - taker.remaining
+        if filled and kind_is_buy(taker.kind):
+            # A limit buy gives back its own price per contract filled (so a better
+            # price returns the difference); a market buy locked exactly its cost.
+            released = taker.held_cash if taker.is_market else taker.own_price * filled
+            taker.held_cash -= released
+            account = taker.account
+            assert account is not None
+            release_cash(account, released)
 
-        The taker's own cash and contracts move once at the end (its buy lock is
-        released by the caller); each maker's move at its fill. Inlined for speed:
-        this loop is most of the engine's time.
+    def _trade(self, taker: Taker, events: list[Event]) -> None:
+        """Trade the taker's working quantity against the opposite side, in priority
+        order, leaving its remainder in `taker.remaining`. The taker's own resting
+        orders met on the way are canceled (self-trade).
+
+        Each maker settles at its fill, the taker once at the end. Trade events report
+        the taker's remainder against the quantity it asked for, a market buy's
+        unaffordable part included. This loop is most of the engine's time.
         """
+        market = taker.market
         book = market.book
-        tick = book.tick
         market_id = market.market_id
-        orders = book.orders
-        taker_is_bid = kind < ASK_KIND_MIN
-        taker_is_buy = KIND_IS_BUY[kind]
-        taker_in_yes_terms = KIND_IN_YES_TERMS[kind]
-        taker_yes_unit = KIND_YES_UNIT[kind]
-        taker_no_unit = KIND_NO_UNIT[kind]
-        taker_outcome = KIND_OUTCOME[kind]
-        taker_side = KIND_SIDE[kind]
-        if taker_is_bid:
-            heads, tails, quantities = book.ask_head, book.ask_tail, book.ask_quantity
-        else:
-            heads, tails, quantities = book.bid_head, book.bid_tail, book.bid_quantity
-        limit_level = yes_limit // tick
+        user_id = taker.user_id
+        order_id = taker.order_id
+        kind = taker.kind
+        yes_limit = taker.yes_limit
+        asks = kind < ASK_KIND_MIN
+        taker_is_buy = kind_is_buy(kind)
+        taker_in_yes_terms = kind_in_yes_terms(kind)
+        taker_yes_unit = yes_unit(kind)
+        taker_no_unit = no_unit(kind)
+        taker_outcome = kind_outcome(kind)
+        taker_side = kind_side(kind)
+        unaffordable = taker.quantity - taker.working
+        remaining = taker.working
         cash_total = yes_total = no_total = escrow_total = 0
         trade_id = self.last_trade_id
         trade_kind: TradeKind
-        while remaining:
-            if taker_is_bid:
-                mask = book.ask_mask
-                if not mask:
-                    break
-                level = (mask & -mask).bit_length() - 1
-                if level > limit_level:
-                    break
+        maker = book.first_within(asks, yes_limit)
+        while remaining and maker is not None:
+            following = maker.next  # in the same level, or None at its end
+            if maker.user_id == user_id:
+                self._cancel_resting(market, maker, "self_trade", events)
+                maker = following if following is not None else book.first_within(asks, yes_limit)
+                continue
+            maker_remaining = maker.remaining
+            quantity = remaining if remaining < maker_remaining else maker_remaining
+            remaining -= quantity
+            maker_remaining -= quantity
+            yes_price = maker.price
+            maker_kind = maker.kind
+            own = yes_price if taker_in_yes_terms else PAYOUT - yes_price
+            taker_cash = -own * quantity if taker_is_buy else own * quantity
+            taker_yes = taker_yes_unit * quantity
+            taker_no = taker_no_unit * quantity
+            cash_total += taker_cash
+            yes_total += taker_yes
+            no_total += taker_no
+            maker_cash = fill_maker(maker, quantity)
+            if kind_is_buy(maker_kind):
+                if taker_is_buy:
+                    trade_kind, escrow_delta = "mint", PAYOUT * quantity
+                else:
+                    trade_kind, escrow_delta = "transfer", 0
+            elif taker_is_buy:
+                trade_kind, escrow_delta = "transfer", 0
             else:
-                mask = book.bid_mask
-                if not mask:
-                    break
-                level = mask.bit_length() - 1
-                if level < limit_level:
-                    break
-            maker = heads[level]
-            while maker is not None and remaining:
-                following = maker.next
-                if maker.user_id == user_id:
-                    self._cancel_resting(market, maker, "self_trade", events)
-                    maker = following
-                    continue
-                maker_remaining = maker.remaining
-                quantity = remaining if remaining < maker_remaining else maker_remaining
-                remaining -= quantity
-                maker_remaining -= quantity
-                yes_price = maker.price
-                maker_kind = maker.kind
-                # The taker's side of the trade.
-                own = yes_price if taker_in_yes_terms else PAYOUT - yes_price
-                taker_cash = -own * quantity if taker_is_buy else own * quantity
-                taker_yes = taker_yes_unit * quantity
-                taker_no = taker_no_unit * quantity
-                cash_total += taker_cash
-                yes_total += taker_yes
-                no_total += taker_no
-                # The maker's side: a buy pays its own price (what it locked), a sell
-                # gives up contracts it locked.
-                own = yes_price if KIND_IN_YES_TERMS[maker_kind] else PAYOUT - yes_price
-                maker_yes = KIND_YES_UNIT[maker_kind] * quantity
-                maker_no = KIND_NO_UNIT[maker_kind] * quantity
-                maker_account = maker.account
-                maker_position = maker.position
-                maker_position.yes += maker_yes
-                maker_position.no += maker_no
-                if KIND_IS_BUY[maker_kind]:
-                    maker_cash = -own * quantity
-                    maker_account.cash += maker_cash
-                    maker_account.locked += maker_cash
-                    if taker_is_buy:
-                        trade_kind, escrow_delta = "mint", PAYOUT * quantity
-                    else:
-                        trade_kind, escrow_delta = "transfer", 0
-                else:
-                    maker_cash = own * quantity
-                    maker_account.cash += maker_cash
-                    maker_position.yes_locked += maker_yes
-                    maker_position.no_locked += maker_no
-                    if taker_is_buy:
-                        trade_kind, escrow_delta = "transfer", 0
-                    else:
-                        trade_kind, escrow_delta = "merge", -PAYOUT * quantity
-                escrow_total += escrow_delta
-                trade_id += 1
-                events.append(
-                    TradeExecuted(
-                        trade_id,
-                        market_id,
-                        trade_kind,
-                        yes_price,
-                        quantity,
-                        order_id,
-                        user_id,
-                        taker_outcome,
-                        taker_side,
-                        maker.order_id,
-                        maker.user_id,
-                        KIND_OUTCOME[maker_kind],
-                        KIND_SIDE[maker_kind],
-                        taker_cash,
-                        taker_yes,
-                        taker_no,
-                        maker_cash,
-                        maker_yes,
-                        maker_no,
-                        escrow_delta,
-                        remaining + unaffordable,
-                        maker_remaining,
-                    )
+                trade_kind, escrow_delta = "merge", -PAYOUT * quantity
+            escrow_total += escrow_delta
+            trade_id += 1
+            events.append(
+                TradeExecuted(
+                    trade_id,
+                    market_id,
+                    trade_kind,
+                    yes_price,
+                    quantity,
+                    order_id,
+                    user_id,
+                    taker_outcome,
+                    taker_side,
+                    maker.order_id,
+                    maker.user_id,
+                    kind_outcome(maker_kind),
+                    kind_side(maker_kind),
+                    taker_cash,
+                    taker_yes,
+                    taker_no,
+                    maker_cash,
+                    yes_unit(maker_kind) * quantity,
+                    no_unit(maker_kind) * quantity,
+                    escrow_delta,
+                    remaining + unaffordable,
+                    maker_remaining,
                 )
-                quantities[level] -= quantity
-                if maker_remaining:
-                    maker.remaining = maker_remaining  # the taker is done; the maker stays first
-                    break
-                # The maker filled: it leaves from the head of its level.
-                maker.remaining = 0
-                del orders[maker.order_id]
-                heads[level] = following
-                if following is None:
-                    tails[level] = None
-                    if taker_is_bid:
-                        book.ask_mask &= ~(1 << level)
-                    else:
-                        book.bid_mask &= ~(1 << level)
-                else:
-                    following.prev = None
-                maker.next = None
-                maker = following
+            )
+            if maker_remaining:
+                book.reduce(maker, quantity)  # the taker is done; the maker stays first
+                break
+            book.remove(maker)
+            maker = following if following is not None else book.first_within(asks, yes_limit)
         self.last_trade_id = trade_id
         market.escrow += escrow_total
+        taker.remaining = remaining
+        account, position = taker.account, taker.position
+        assert account is not None and position is not None
         if cash_total or yes_total or no_total:
-            account.cash += cash_total
-            position.yes += yes_total
-            position.no += no_total
-            if not taker_is_buy:  # a sell's filled contracts were locked
-                position.yes_locked += yes_total
-                position.no_locked += no_total
-        return remaining
+            fill_taker(account, position, taker_is_buy, cash_total, yes_total, no_total)
 
-    def _release(self, order: RestingOrder, position: Position) -> tuple[int, int]:
-        """Give back what a resting order's unfilled remainder holds: (cash, contracts)."""
-        kind, remaining = order.kind, order.remaining
-        if KIND_IS_BUY[kind]:
-            released = order.own_price * remaining
-            order.account.locked -= released
-            return released, 0
-        if kind == SELL_YES:
-            position.yes_locked -= remaining
+    def _rest_or_release(self, taker: Taker, events: list[Event]) -> None:
+        """Stage 4: a gtc remainder rests on the book, keeping what it holds; any other
+        remainder (and a market buy's unaffordable part) is canceled and released."""
+        remaining = taker.remaining
+        kind = taker.kind
+        account, position = taker.account, taker.position
+        assert account is not None and position is not None
+        if remaining and taker.time_in_force == "gtc":
+            taker.market.book.add(
+                RestingOrder(
+                    taker.order_id,
+                    taker.user_id,
+                    kind,
+                    taker.yes_limit,
+                    remaining,
+                    account,
+                    position,
+                )
+            )
+            return
+        unworked = taker.quantity - taker.working
+        if not remaining and not unworked:
+            return  # filled
+        released_cash = released_contracts = 0
+        if kind_is_buy(kind):
+            released_cash = taker.held_cash
+            taker.held_cash = 0
+            release_cash(account, released_cash)
         else:
-            position.no_locked -= remaining
-        return 0, remaining
+            released_contracts = remaining
+            release_contracts(position, kind, remaining)
+        events.append(
+            OrderCanceled(
+                taker.order_id,
+                taker.user_id,
+                taker.market.market_id,
+                "fok_unfilled" if taker.time_in_force == "fok" else "ioc_remainder",
+                remaining + unworked,
+                released_cash,
+                released_contracts,
+            )
+        )
 
     def _cancel_resting(
         self, market: Market, order: RestingOrder, reason: str, events: list[Event]
     ) -> None:
         remaining = order.remaining
-        released_cash, released_contracts = self._release(order, order.position)
+        released_cash, released_contracts = release_order(order)
         market.book.remove(order)
         events.append(
             OrderCanceled(
@@ -832,7 +789,7 @@ class Exchange:
                 assert order.position is market.positions.get(order.user_id), (
                     f"{order} holds another position"
                 )
-                if KIND_IS_BUY[order.kind]:
+                if kind_is_buy(order.kind):
                     locked_by_user[order.user_id] = (
                         locked_by_user.get(order.user_id, 0) + order.own_price * order.remaining
                     )

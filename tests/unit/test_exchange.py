@@ -251,6 +251,28 @@ def test_fok_that_can_fill_cancels_own_orders_on_the_way(ex: Exchange) -> None:
     assert ex.locked_cash(ALICE) == 0
 
 
+def test_fok_counts_other_users_behind_own_orders_at_a_better_price(ex: Exchange) -> None:
+    [own] = place(ex, limit(ALICE, "no", "buy", 600, 4))  # ask at YES 400, first in line
+    place(ex, limit(BOB, "no", "buy", 500, 3))  # ask at YES 500
+    events = place(ex, limit(ALICE, "yes", "buy", 500, 3, tif="fok"))
+    assert [type(e) for e in events] == [OrderAccepted, OrderCanceled, TradeExecuted]
+    assert (events[1].order_id, events[1].reason) == (own.order_id, "self_trade")
+    assert (events[2].yes_price, events[2].quantity, events[2].taker_remaining) == (500, 3, 0)
+
+
+def test_market_buy_facing_only_own_orders_meets_nothing(ex: Exchange) -> None:
+    [own] = place(ex, limit(ALICE, "no", "buy", 600, 4))
+    events = place(ex, market(ALICE, "yes", "buy", 2))
+    assert [type(e) for e in events] == [OrderAccepted, OrderCanceled]
+    assert (events[0].locked_cash, events[1].reason, events[1].canceled_quantity) == (
+        0,
+        "ioc_remainder",
+        2,
+    )
+    assert [o.order_id for o in ex.open_orders(M)] == [own.order_id]
+    assert ex.locked_cash(ALICE) == 2400
+
+
 def test_self_trade_cancels_the_resting_order_and_matching_goes_on(ex: Exchange) -> None:
     [mine] = place(ex, limit(ALICE, "no", "buy", 450, 3))  # ask at 550, first in time
     place(ex, limit(BOB, "no", "buy", 450, 3))
