@@ -1,5 +1,6 @@
 """Every consumer of engine events knows every event type, and fails on one it does not
-know instead of skipping it: the ledger's translation and its account lookup. A batch whose balance changes
+know instead of skipping it: the ledger's translation and its account lookup, the
+committed book, the market feeds and the user channel. A batch whose balance changes
 do not balance (double entry, SPEC §3 invariant 1) is refused before it is written.
 Pure: no IO."""
 
@@ -16,6 +17,7 @@ from probo.ledger import LedgerWriter
 from probo.ledger import batch as batch_module
 from probo.ledger.batch import BatchRows, assert_double_entry, build_batch
 from probo.orderbook import (
+    Engine,
     Entry,
     Event,
     MarketStatusChanged,
@@ -28,6 +30,10 @@ from probo.orderbook import (
     TradeExecuted,
     WithdrawalAccepted,
 )
+from probo.realtime import Hub
+from probo.realtime.book import CommittedBook
+from probo.realtime.subscriber import Subscriber
+from probo.realtime.users import UserFeeds
 
 AT = datetime(2026, 1, 1, tzinfo=UTC)
 MARKET = 1
@@ -114,14 +120,32 @@ def _look_up_accounts(events: Sequence[object]) -> None:
     writer._missing_accounts([Entry(events, AT, None)])
 
 
+def _apply_to_book(events: Sequence[object]) -> None:
+    CommittedBook(MARKET).apply(events)  # type: ignore[arg-type]
+
+
+def _publish_to_market_feeds(events: Sequence[object]) -> None:
+    Hub(Engine(), pool=None).committed([Entry(events, AT, None)])  # type: ignore[arg-type]
+
+
+def _send_on_user_channel(events: Sequence[object]) -> None:
+    feeds = UserFeeds(Engine(), pool=None, is_revoked=lambda jti: False)  # type: ignore[arg-type]
+    feeds.join(Subscriber(TAKER))
+    feeds.committed([Entry(events, AT, None)])
+
+
 # (consumer, how its failure names itself)
 CONSUMERS = pytest.mark.parametrize(
     ("consume", "consumer"),
     [
         (_translate, "the ledger"),
         (_look_up_accounts, "the ledger"),
+        (_apply_to_book, "the committed book"),
+        (_publish_to_market_feeds, "the hub"),
+        (_send_on_user_channel, "the user channel"),
     ],
-    ids=["ledger-translation", "ledger-account-lookup"],
+    ids=["ledger-translation", "ledger-account-lookup", "committed-book", "market-feeds",
+         "user-channel"],
 )  # fmt: skip
 
 
