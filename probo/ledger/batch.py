@@ -38,6 +38,7 @@ from probo.orderbook import (
 )
 
 STEP_ENTRIES = 256  # entries translated between two pauses of build_batch_in_steps
+STEP_TRANSFERS = 4096  # transfers checked between two pauses (about as long as a step of entries)
 
 
 class PositionCost:
@@ -492,20 +493,29 @@ def build_batch_in_steps(
                 raise _unknown_event(event)
             translate(builder, event, at)
     rows = builder.finish()
-    assert_double_entry(rows)
+    yield from _double_entry_in_steps(rows)
     return rows
 
 
 def assert_double_entry(rows: BatchRows) -> None:
     """The batch's balance changes sum to zero (SPEC §3 invariant 1) and are exactly
     what its transfers move, each a positive amount from one account to another."""
+    for _ in _double_entry_in_steps(rows):
+        pass
+
+
+def _double_entry_in_steps(rows: BatchRows) -> Generator[None, None, None]:
+    """`assert_double_entry`, pausing after every `STEP_TRANSFERS` transfers."""
     total = sum(rows.account_deltas.values())
     assert total == 0, f"a batch's balance changes sum to {total}, not 0"
+    transfers = rows.transfers
     moved: dict[int, int] = {}
-    for debit, credit, amount, _, _, _, _ in rows.transfers:
-        assert amount > 0 and debit != credit, f"transfer of {amount} from {debit} to {credit}"
-        moved[debit] = moved.get(debit, 0) - amount
-        moved[credit] = moved.get(credit, 0) + amount
+    for start in range(0, len(transfers), STEP_TRANSFERS):
+        for debit, credit, amount, _, _, _, _ in transfers[start : start + STEP_TRANSFERS]:
+            assert amount > 0 and debit != credit, f"transfer of {amount} from {debit} to {credit}"
+            moved[debit] = moved.get(debit, 0) - amount
+            moved[credit] = moved.get(credit, 0) + amount
+        yield
     moved = {account_id: delta for account_id, delta in moved.items() if delta}
     assert moved == rows.account_deltas, (
         f"balance changes {rows.account_deltas} are not the transfers' {moved}"
