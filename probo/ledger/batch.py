@@ -4,22 +4,33 @@ Money moves as transfers (kind `trade` for every fill, `withdrawal`, and at
 resolution `payout` then `fee`), balances as per-account deltas summed over the
 batch, orders as new rows (final state within the batch) or deltas on rows from
 earlier batches, positions as absolute values with an average-cost basis, realised
-P&L and the resolution's payout, markets as status, outcome, volume and last price. Nothing here touches the caches it is given:
-the writer applies `positions` and `not_new` after the commit.
+P&L and the resolution's payout, markets as status, outcome, volume and last price.
+
+Every engine event type has its translator in `_TRANSLATORS`, those that change
+nothing included; an event of any other type is a bug and fails the batch, which the
+writer then refuses (it is never skipped: a skipped event could drop money). Before a
+batch is handed over, its balance changes are checked against its transfers and to sum
+to zero (double entry, SPEC §3 invariant 1).
+
+Nothing here touches the caches it is given: the writer applies `positions` and
+`not_new` after the commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator, Iterable, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
 from probo.ledger.types import PLATFORM_BANK_ACCOUNT_ID, PLATFORM_FEES_ACCOUNT_ID
 from probo.orderbook import (
+    CONTRACT_PAYOUT,
     Entry,
     MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -27,6 +38,7 @@ from probo.orderbook import (
 )
 
 STEP_ENTRIES = 256  # entries translated between two pauses of build_batch_in_steps
+STEP_TRANSFERS = 4096  # transfers checked between two pauses (about as long as a step of entries)
 
 
 class PositionCost:
@@ -96,6 +108,8 @@ class MarketChange:
 
 
 class BatchRows:
+    """Everything one batch writes, in the shapes the writer's statements take."""
+
     __slots__ = (
         "batch_id",
         "new_orders",
@@ -115,8 +129,9 @@ class BatchRows:
         self.new_orders: list[list[Any]] = []
         self.order_updates: list[tuple[Any, ...]] = []
         self.trades: list[tuple[Any, ...]] = []
+        # (debit account, credit account, amount, kind, ref type, ref id, at)
         self.transfers: list[tuple[Any, ...]] = []
-        self.account_deltas: dict[int, int] = {}
+        self.account_deltas: dict[int, int] = {}  # account id -> net change, never 0
         self.positions: dict[tuple[int, int], PositionCost] = {}
         self.withdrawals: list[tuple[Any, ...]] = []
         self.markets: dict[int, MarketChange] = {}
@@ -127,6 +142,318 @@ class BatchRows:
 
 # Indexes into a new order row (see the writer's _ORDER_COLUMNS).
 _FILLED, _COST, _STATUS, _REASON, _UPDATED = 9, 10, 11, 12, 15
+# Indexes into an update of an order from an earlier batch: [filled delta, cost delta,
+# status, reason, at].
+_UPDATE_FILLED, _UPDATE_COST, _UPDATE_STATUS, _UPDATE_REASON, _UPDATE_AT = 0, 1, 2, 3, 4
+
+
+def _unknown_event(event: object) -> AssertionError:
+    """An event the ledger has no translation of: a bug, never skipped."""
+    return AssertionError(f"the ledger does not know {type(event).__name__} events")
+
+
+class _BatchBuilder:
+    """One batch's rows while they are built, and the writer's caches they read."""
+
+    __slots__ = (
+        "rows",
+        "new_orders",
+        "updates",
+        "cash_accounts",
+        "escrow_accounts",
+        "positions",
+        "not_new",
+    )
+
+    def __init__(
+        self,
+        cash_accounts: Mapping[int, int],
+        escrow_accounts: Mapping[int, int],
+        positions: Mapping[tuple[int, int], PositionCost],
+        not_new: set[int],
+    ) -> None:
+        self.rows = BatchRows()
+        self.new_orders: dict[int, list[Any]] = {}  # order id -> its new row
+        self.updates: dict[int, list[Any]] = {}  # order id -> update of an earlier batch's row
+        self.cash_accounts = cash_accounts  # user id -> user_cash account id
+        self.escrow_accounts = escrow_accounts  # market id -> market_escrow account id
+        self.positions = positions  # as of the previous batch
+        self.not_new = not_new  # users already marked not new
+
+    def market(self, market_id: int) -> MarketChange:
+        markets = self.rows.markets
+        change = markets.get(market_id)
+        if change is None:
+            change = markets[market_id] = MarketChange()
+        return change
+
+    def position(self, user_id: int, market_id: int) -> PositionCost:
+        """The user's position as this batch has changed it so far."""
+        key = (user_id, market_id)
+        changed = self.rows.positions
+        current = changed.get(key)
+        if current is None:
+            base = self.positions.get(key)
+            current = changed[key] = base.copy() if base is not None else PositionCost()
+        return current
+
+    def order_update(self, order_id: int, at: datetime) -> list[Any]:
+        update = self.updates.get(order_id)
+        if update is None:
+            update = self.updates[order_id] = [0, 0, None, None, at]
+        return update
+
+    def fill(self, order_id: int, quantity: int, cost: int, filled: bool, at: datetime) -> None:
+        row = self.new_orders.get(order_id)
+        if row is not None:
+            row[_FILLED] += quantity
+            row[_COST] += cost
+            if filled:
+                row[_STATUS] = "filled"
+            row[_UPDATED] = at
+            return
+        update = self.order_update(order_id, at)
+        update[_UPDATE_FILLED] += quantity
+        update[_UPDATE_COST] += cost
+        if filled:
+            update[_UPDATE_STATUS] = "filled"
+        update[_UPDATE_AT] = at
+
+    def cancel(self, order_id: int, reason: str, at: datetime) -> None:
+        row = self.new_orders.get(order_id)
+        if row is not None:
+            row[_STATUS] = "canceled"
+            row[_REASON] = reason
+            row[_UPDATED] = at
+            return
+        update = self.order_update(order_id, at)
+        update[_UPDATE_STATUS] = "canceled"
+        update[_UPDATE_REASON] = reason
+        update[_UPDATE_AT] = at
+
+    def move(
+        self,
+        debit: int,
+        credit: int,
+        amount: int,
+        kind: str,
+        ref_type: str,
+        ref_id: int,
+        at: datetime,
+    ) -> None:
+        """One transfer, and the two balance changes it makes."""
+        rows = self.rows
+        rows.transfers.append((debit, credit, amount, kind, ref_type, ref_id, at))
+        deltas = rows.account_deltas
+        deltas[debit] = deltas.get(debit, 0) - amount
+        deltas[credit] = deltas.get(credit, 0) + amount
+
+    def finish(self) -> BatchRows:
+        rows = self.rows
+        rows.new_orders = list(self.new_orders.values())
+        rows.order_updates = [(order_id, *update) for order_id, update in self.updates.items()]
+        deltas = rows.account_deltas
+        for account_id in [a for a, d in deltas.items() if d == 0]:
+            del deltas[account_id]
+        return rows
+
+
+# --- one translator per engine event type ------------------------------------------------
+
+
+def _order_accepted(builder: _BatchBuilder, order: OrderAccepted, at: datetime) -> None:
+    """A new order row (a market order's has no price); its owner is no longer new."""
+    price = order.price if order.type == "limit" else None
+    builder.new_orders[order.order_id] = [
+        order.order_id, order.user_id, order.market_id, order.outcome, order.side, order.type,
+        order.time_in_force, price, order.quantity, 0, 0, "open", None, order.client_order_id, at, at,
+    ]  # fmt: skip
+    if order.user_id not in builder.not_new:
+        builder.rows.not_new.add(order.user_id)
+
+
+def _trade_executed(builder: _BatchBuilder, trade: TradeExecuted, at: datetime) -> None:
+    """The trade row, the market's volume, both orders' fills, the cash and the positions."""
+    market_id, quantity, yes_price = trade.market_id, trade.quantity, trade.yes_price
+    builder.rows.trades.append(
+        (
+            trade.trade_id, market_id, trade.kind, yes_price, quantity, trade.taker_order_id,
+            trade.taker_user_id, trade.taker_outcome, trade.taker_side, trade.maker_order_id,
+            trade.maker_user_id, trade.maker_outcome, trade.maker_side, at,
+        )
+    )  # fmt: skip
+    change = builder.market(market_id)
+    change.volume += quantity
+    change.last_price = yes_price
+    _trade_cash(builder, trade, at)
+    # Each party's order and position, at the price in its own outcome's terms.
+    taker_outcome = trade.taker_outcome
+    taker_price = own_price(taker_outcome, yes_price)
+    taker_filled = trade.taker_remaining == 0
+    builder.fill(trade.taker_order_id, quantity, taker_price * quantity, taker_filled, at)
+    taker_contracts = trade.taker_yes_delta if taker_outcome == "yes" else trade.taker_no_delta
+    position = builder.position(trade.taker_user_id, market_id)
+    position.trade(taker_outcome, taker_contracts, taker_price)
+    maker_outcome = trade.maker_outcome
+    maker_price = own_price(maker_outcome, yes_price)
+    maker_filled = trade.maker_remaining == 0
+    builder.fill(trade.maker_order_id, quantity, maker_price * quantity, maker_filled, at)
+    maker_contracts = trade.maker_yes_delta if maker_outcome == "yes" else trade.maker_no_delta
+    position = builder.position(trade.maker_user_id, market_id)
+    position.trade(maker_outcome, maker_contracts, maker_price)
+
+
+def _trade_cash(builder: _BatchBuilder, trade: TradeExecuted, at: datetime) -> None:
+    """One party pays the other (transfer), both pay into the escrow (mint), or the
+    escrow pays both (merge): a contract pair in escrow is worth `CONTRACT_PAYOUT`."""
+    escrow_delta = trade.escrow_delta
+    assert trade.taker_cash_delta + trade.maker_cash_delta + escrow_delta == 0 and (
+        escrow_delta in (0, CONTRACT_PAYOUT * trade.quantity, -CONTRACT_PAYOUT * trade.quantity)
+    ), f"trade {trade.trade_id} creates or destroys money: {trade!r}"
+    taker = builder.cash_accounts[trade.taker_user_id]
+    maker = builder.cash_accounts[trade.maker_user_id]
+    trade_id = trade.trade_id
+    if escrow_delta == 0:
+        if trade.taker_cash_delta < 0:
+            builder.move(taker, maker, -trade.taker_cash_delta, "trade", "trade", trade_id, at)
+        else:
+            builder.move(maker, taker, -trade.maker_cash_delta, "trade", "trade", trade_id, at)
+    elif escrow_delta > 0:
+        escrow = builder.escrow_accounts[trade.market_id]
+        builder.move(taker, escrow, -trade.taker_cash_delta, "trade", "trade", trade_id, at)
+        builder.move(maker, escrow, -trade.maker_cash_delta, "trade", "trade", trade_id, at)
+    else:
+        escrow = builder.escrow_accounts[trade.market_id]
+        builder.move(escrow, taker, trade.taker_cash_delta, "trade", "trade", trade_id, at)
+        builder.move(escrow, maker, trade.maker_cash_delta, "trade", "trade", trade_id, at)
+
+
+def _order_canceled(builder: _BatchBuilder, cancel: OrderCanceled, at: datetime) -> None:
+    """The order's status and reason (its lock was engine state, not a transfer)."""
+    builder.cancel(cancel.order_id, cancel.reason, at)
+
+
+def _withdrawal_accepted(
+    builder: _BatchBuilder, withdrawal: WithdrawalAccepted, at: datetime
+) -> None:
+    """The withdrawal row and its transfer to the bank."""
+    withdrawal_id, amount = withdrawal.withdrawal_id, withdrawal.amount
+    builder.rows.withdrawals.append(
+        (withdrawal_id, withdrawal.user_id, withdrawal.idempotency_key, amount, "completed", at)
+    )
+    cash = builder.cash_accounts[withdrawal.user_id]
+    bank = PLATFORM_BANK_ACCOUNT_ID
+    builder.move(cash, bank, amount, "withdrawal", "withdrawal", withdrawal_id, at)
+
+
+def _market_status_changed(
+    builder: _BatchBuilder, change: MarketStatusChanged, at: datetime
+) -> None:
+    builder.market(change.market_id).status = change.status
+
+
+def _settlement(builder: _BatchBuilder, settlement: Settlement, at: datetime) -> None:
+    """The market resolved: each payout out of the escrow then its fee, and every
+    holder's position closed."""
+    released = sum(payout.gross for payout in settlement.payouts)
+    assert released == settlement.escrow_released, f"payouts do not add up: {settlement!r}"
+    market_id = settlement.market_id
+    change = builder.market(market_id)
+    change.status = "resolved"
+    change.outcome = settlement.outcome
+    escrow = builder.escrow_accounts[market_id]
+    for payout in settlement.payouts:
+        cash = builder.cash_accounts[payout.user_id]
+        builder.move(escrow, cash, payout.gross, "payout", "market", market_id, at)
+        if payout.fee:
+            builder.move(cash, PLATFORM_FEES_ACCOUNT_ID, payout.fee, "fee", "market", market_id, at)
+    _close_positions(builder, settlement)
+
+
+def _close_positions(builder: _BatchBuilder, settlement: Settlement) -> None:
+    """Every holder's position closes, the losing side's (paid nothing) too."""
+    market_id = settlement.market_id
+    paid = {payout.user_id: payout for payout in settlement.payouts}
+    holders = {u for (u, m) in builder.positions if m == market_id}
+    holders.update(u for (u, m) in builder.rows.positions if m == market_id)
+    for user_id in sorted(holders):
+        held = builder.position(user_id, market_id)
+        payout = paid.get(user_id)
+        if held.yes or held.no or payout is not None:
+            held.settle(payout.gross if payout else 0, payout.fee if payout else 0)
+
+
+def _changes_nothing(
+    builder: _BatchBuilder, event: OrderRejected | OrderDuplicate, at: datetime
+) -> None:
+    """A refused command, or the repeat of an order already placed: no row, no money."""
+
+
+_TRANSLATORS: dict[type, Callable[[_BatchBuilder, Any, datetime], None]] = {
+    OrderAccepted: _order_accepted,
+    TradeExecuted: _trade_executed,
+    OrderCanceled: _order_canceled,
+    WithdrawalAccepted: _withdrawal_accepted,
+    MarketStatusChanged: _market_status_changed,
+    Settlement: _settlement,
+    OrderRejected: _changes_nothing,
+    OrderDuplicate: _changes_nothing,
+}
+
+
+# --- the account ids a translation reads ------------------------------------------------
+
+
+def _trade_accounts(trade: TradeExecuted, users: set[int], markets: set[int]) -> None:
+    users.add(trade.taker_user_id)
+    users.add(trade.maker_user_id)
+    if trade.escrow_delta:  # a mint or a merge
+        markets.add(trade.market_id)
+
+
+def _withdrawal_accounts(
+    withdrawal: WithdrawalAccepted, users: set[int], markets: set[int]
+) -> None:
+    users.add(withdrawal.user_id)
+
+
+def _settlement_accounts(settlement: Settlement, users: set[int], markets: set[int]) -> None:
+    markets.add(settlement.market_id)
+    users.update(payout.user_id for payout in settlement.payouts)
+
+
+def _names_no_account(event: object, users: set[int], markets: set[int]) -> None:
+    """Orders, cancels, refusals and status changes move no money."""
+
+
+# The users' cash and the markets' escrow accounts each event's translator moves money of.
+_ACCOUNTS_NAMED: dict[type, Callable[[Any, set[int], set[int]], None]] = {
+    TradeExecuted: _trade_accounts,
+    WithdrawalAccepted: _withdrawal_accounts,
+    Settlement: _settlement_accounts,
+    OrderAccepted: _names_no_account,
+    OrderCanceled: _names_no_account,
+    MarketStatusChanged: _names_no_account,
+    OrderRejected: _names_no_account,
+    OrderDuplicate: _names_no_account,
+}
+
+
+def accounts_named(batch: Iterable[Entry]) -> tuple[set[int], set[int]]:
+    """(users, markets) whose cash and escrow account ids translating `batch` reads."""
+    users: set[int] = set()
+    markets: set[int] = set()
+    named = _ACCOUNTS_NAMED
+    for entry in batch:
+        for event in entry.events:
+            name = named.get(type(event))
+            if name is None:
+                raise _unknown_event(event)
+            name(event, users, markets)
+    return users, markets
+
+
+# --- the batch ------------------------------------------------------------------------------
 
 
 def build_batch(
@@ -154,186 +481,42 @@ def build_batch_in_steps(
 ) -> Generator[None, None, BatchRows]:
     """`build_batch`, pausing after every `STEP_ENTRIES` entries: the writer builds the
     next batch in the gaps while the previous one commits."""
-    rows = BatchRows()
-    new_orders: dict[int, list[Any]] = {}
-    # order id -> [filled delta, cost delta, status, reason, at] for orders of earlier batches
-    updates: dict[int, list[Any]] = {}
-    deltas = rows.account_deltas
-    changed = rows.positions
-
-    def market(market_id: int) -> MarketChange:
-        change = rows.markets.get(market_id)
-        if change is None:
-            change = rows.markets[market_id] = MarketChange()
-        return change
-
-    def position(user_id: int, market_id: int) -> PositionCost:
-        key = (user_id, market_id)
-        current = changed.get(key)
-        if current is None:
-            base = positions.get(key)
-            current = changed[key] = base.copy() if base is not None else PositionCost()
-        return current
-
-    def fill(order_id: int, quantity: int, cost: int, filled: bool, at: datetime) -> None:
-        row = new_orders.get(order_id)
-        if row is not None:
-            row[_FILLED] += quantity
-            row[_COST] += cost
-            if filled:
-                row[_STATUS] = "filled"
-            row[_UPDATED] = at
-            return
-        update = updates.get(order_id)
-        if update is None:
-            update = updates[order_id] = [0, 0, None, None, at]
-        update[0] += quantity
-        update[1] += cost
-        if filled:
-            update[2] = "filled"
-        update[4] = at
-
-    def move(
-        debit: int, credit: int, amount: int, kind: str, ref_type: str, ref_id: int, at: datetime
-    ) -> None:
-        rows.transfers.append((debit, credit, amount, kind, ref_type, ref_id, at))
-        deltas[debit] = deltas.get(debit, 0) - amount
-        deltas[credit] = deltas.get(credit, 0) + amount
-
+    builder = _BatchBuilder(cash_accounts, escrow_accounts, positions, not_new)
+    translators = _TRANSLATORS
     for done, entry in enumerate(batch, 1):
         if done % STEP_ENTRIES == 0:
             yield
         at = entry.at
         for event in entry.events:
-            kind = type(event)
-            if kind is TradeExecuted:
-                e: TradeExecuted = event  # type: ignore[assignment]
-                q = e.quantity
-                taker_price = own_price(e.taker_outcome, e.yes_price)
-                maker_price = own_price(e.maker_outcome, e.yes_price)
-                rows.trades.append(
-                    (
-                        e.trade_id, e.market_id, e.kind, e.yes_price, q, e.taker_order_id, e.taker_user_id,
-                        e.taker_outcome, e.taker_side, e.maker_order_id, e.maker_user_id, e.maker_outcome,
-                        e.maker_side, at,
-                    )
-                )  # fmt: skip
-                change = market(e.market_id)
-                change.volume += q
-                change.last_price = e.yes_price
-                fill(e.taker_order_id, q, taker_price * q, e.taker_remaining == 0, at)
-                fill(e.maker_order_id, q, maker_price * q, e.maker_remaining == 0, at)
-                taker_account = cash_accounts[e.taker_user_id]
-                maker_account = cash_accounts[e.maker_user_id]
-                if e.escrow_delta == 0:  # one party pays the other
-                    if e.taker_cash_delta < 0:
-                        move(
-                            taker_account,
-                            maker_account,
-                            -e.taker_cash_delta,
-                            "trade",
-                            "trade",
-                            e.trade_id,
-                            at,
-                        )
-                    else:
-                        move(
-                            maker_account,
-                            taker_account,
-                            -e.maker_cash_delta,
-                            "trade",
-                            "trade",
-                            e.trade_id,
-                            at,
-                        )
-                elif e.escrow_delta > 0:  # mint: both buyers pay into escrow
-                    escrow = escrow_accounts[e.market_id]
-                    move(
-                        taker_account, escrow, -e.taker_cash_delta, "trade", "trade", e.trade_id, at
-                    )
-                    move(
-                        maker_account, escrow, -e.maker_cash_delta, "trade", "trade", e.trade_id, at
-                    )
-                else:  # merge: escrow pays both sellers
-                    escrow = escrow_accounts[e.market_id]
-                    move(
-                        escrow, taker_account, e.taker_cash_delta, "trade", "trade", e.trade_id, at
-                    )
-                    move(
-                        escrow, maker_account, e.maker_cash_delta, "trade", "trade", e.trade_id, at
-                    )
-                taker_contracts = (
-                    e.taker_yes_delta if e.taker_outcome == "yes" else e.taker_no_delta
-                )
-                maker_contracts = (
-                    e.maker_yes_delta if e.maker_outcome == "yes" else e.maker_no_delta
-                )
-                position(e.taker_user_id, e.market_id).trade(
-                    e.taker_outcome, taker_contracts, taker_price
-                )
-                position(e.maker_user_id, e.market_id).trade(
-                    e.maker_outcome, maker_contracts, maker_price
-                )
-            elif kind is OrderAccepted:
-                a: OrderAccepted = event  # type: ignore[assignment]
-                new_orders[a.order_id] = [
-                    a.order_id, a.user_id, a.market_id, a.outcome, a.side, a.type, a.time_in_force,
-                    a.price if a.type == "limit" else None, a.quantity, 0, 0, "open", None, a.client_order_id, at, at,
-                ]  # fmt: skip
-                if a.user_id not in not_new:
-                    rows.not_new.add(a.user_id)
-            elif kind is OrderCanceled:
-                c: OrderCanceled = event  # type: ignore[assignment]
-                row = new_orders.get(c.order_id)
-                if row is not None:
-                    row[_STATUS] = "canceled"
-                    row[_REASON] = c.reason
-                    row[_UPDATED] = at
-                else:
-                    update = updates.get(c.order_id)
-                    if update is None:
-                        update = updates[c.order_id] = [0, 0, None, None, at]
-                    update[2] = "canceled"
-                    update[3] = c.reason
-                    update[4] = at
-            elif kind is WithdrawalAccepted:
-                w: WithdrawalAccepted = event  # type: ignore[assignment]
-                rows.withdrawals.append(
-                    (w.withdrawal_id, w.user_id, w.idempotency_key, w.amount, "completed", at)
-                )
-                move(
-                    cash_accounts[w.user_id], PLATFORM_BANK_ACCOUNT_ID, w.amount, "withdrawal", "withdrawal",
-                    w.withdrawal_id, at,
-                )  # fmt: skip
-            elif kind is MarketStatusChanged:
-                m: MarketStatusChanged = event  # type: ignore[assignment]
-                market(m.market_id).status = m.status
-            elif kind is Settlement:
-                s: Settlement = event  # type: ignore[assignment]
-                change = market(s.market_id)
-                change.status = "resolved"
-                change.outcome = s.outcome
-                escrow = escrow_accounts[s.market_id]
-                paid = {}
-                for p in s.payouts:
-                    cash = cash_accounts[p.user_id]
-                    move(escrow, cash, p.gross, "payout", "market", s.market_id, at)
-                    if p.fee:
-                        move(
-                            cash, PLATFORM_FEES_ACCOUNT_ID, p.fee, "fee", "market", s.market_id, at
-                        )
-                    paid[p.user_id] = p
-                # Every holder's position closes, the losing side's (paid nothing) too.
-                holders = {u for (u, m) in positions if m == s.market_id}
-                holders.update(u for (u, m) in changed if m == s.market_id)
-                for user_id in sorted(holders):
-                    held = position(user_id, s.market_id)
-                    if held.yes or held.no or user_id in paid:
-                        p = paid.get(user_id)
-                        held.settle(p.gross if p else 0, p.fee if p else 0)
-            # OrderRejected and OrderDuplicate change nothing.
-    rows.new_orders = list(new_orders.values())
-    rows.order_updates = [(order_id, *update) for order_id, update in updates.items()]
-    for account_id in [a for a, d in deltas.items() if d == 0]:
-        del deltas[account_id]
+            translate = translators.get(type(event))
+            if translate is None:
+                raise _unknown_event(event)
+            translate(builder, event, at)
+    rows = builder.finish()
+    yield from _double_entry_in_steps(rows)
     return rows
+
+
+def assert_double_entry(rows: BatchRows) -> None:
+    """The batch's balance changes sum to zero (SPEC §3 invariant 1) and are exactly
+    what its transfers move, each a positive amount from one account to another."""
+    for _ in _double_entry_in_steps(rows):
+        pass
+
+
+def _double_entry_in_steps(rows: BatchRows) -> Generator[None, None, None]:
+    """`assert_double_entry`, pausing after every `STEP_TRANSFERS` transfers."""
+    total = sum(rows.account_deltas.values())
+    assert total == 0, f"a batch's balance changes sum to {total}, not 0"
+    transfers = rows.transfers
+    moved: dict[int, int] = {}
+    for start in range(0, len(transfers), STEP_TRANSFERS):
+        for debit, credit, amount, _, _, _, _ in transfers[start : start + STEP_TRANSFERS]:
+            assert amount > 0 and debit != credit, f"transfer of {amount} from {debit} to {credit}"
+            moved[debit] = moved.get(debit, 0) - amount
+            moved[credit] = moved.get(credit, 0) + amount
+        yield
+    moved = {account_id: delta for account_id, delta in moved.items() if delta}
+    assert moved == rows.account_deltas, (
+        f"balance changes {rows.account_deltas} are not the transfers' {moved}"
+    )

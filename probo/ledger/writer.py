@@ -42,9 +42,15 @@ import asyncpg
 from loguru import logger
 
 from probo.infra import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS, metrics
-from probo.ledger.batch import BatchRows, PositionCost, build_batch, build_batch_in_steps
+from probo.ledger.batch import (
+    BatchRows,
+    PositionCost,
+    accounts_named,
+    build_batch,
+    build_batch_in_steps,
+)
 from probo.ledger.types import EntryRefused, EntryUndone
-from probo.orderbook import Entry, Settlement, parties
+from probo.orderbook import Entry, parties
 
 BATCH_ENTRIES_MAX = 16384  # commands per transaction
 # A batch of this many commands or more is written by COPY (throughput: a backlog
@@ -640,29 +646,12 @@ class LedgerWriter:
                 self._escrow_accounts[row["market_id"]] = row["id"]
 
     def _missing_accounts(self, batch: list[Entry]) -> tuple[set[int], set[int]]:
-        """Users and markets in `batch` whose account ids the writer has not looked up."""
-        users: set[int] = set()
-        markets: set[int] = set()
-        for entry in batch:
-            for event in entry.events:
-                user_id = getattr(event, "user_id", None)
-                if user_id is not None and user_id not in self._cash_accounts:
-                    users.add(user_id)
-                maker = getattr(event, "maker_user_id", None)
-                if maker is not None:
-                    if event.taker_user_id not in self._cash_accounts:  # type: ignore[union-attr]
-                        users.add(event.taker_user_id)  # type: ignore[union-attr]
-                    if maker not in self._cash_accounts:
-                        users.add(maker)
-                    if event.market_id not in self._escrow_accounts:  # type: ignore[union-attr]
-                        markets.add(event.market_id)  # type: ignore[union-attr]
-                elif type(event) is Settlement:
-                    if event.market_id not in self._escrow_accounts:
-                        markets.add(event.market_id)
-                    users.update(
-                        p.user_id for p in event.payouts if p.user_id not in self._cash_accounts
-                    )
-        return users, markets
+        """Users and markets in `batch` whose account ids the writer has not looked up:
+        those the translation moves money of (batch.py's `accounts_named` lists which
+        events name which, and fails on an event it does not know)."""
+        users, markets = accounts_named(batch)
+        cash, escrow = self._cash_accounts, self._escrow_accounts
+        return {u for u in users if u not in cash}, {m for m in markets if m not in escrow}
 
 
 def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:

@@ -8,6 +8,9 @@ recovery, when the two agree, and then follows each committed entry.
 
 Changes accumulate until `take_changes` (the coalescing window): a level that moved
 and came back to where it was is not reported.
+
+Orders, trades and cancels move resting orders; `_MOVES_NO_ORDER` lists the engine
+events that do not, and any other event is a bug the book refuses to guess about.
 """
 
 from __future__ import annotations
@@ -17,10 +20,15 @@ from collections.abc import Iterable
 from probo.orderbook import (
     CONTRACT_PAYOUT,
     Event,
+    MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
     RestingOrder,
+    Settlement,
     TradeExecuted,
+    WithdrawalAccepted,
     other_outcome,
     own_price,
 )
@@ -28,6 +36,16 @@ from probo.orderbook import (
 ASK_KIND_MIN = 2  # RestingOrder kinds: 0 buy YES, 1 sell NO (bids); 2 sell YES, 3 buy NO
 
 Level = tuple[str, int]  # ("yes" | "no", display price)
+
+# Engine events that move no resting order: a close or a resolution cancels the open
+# orders first, each with its own OrderCanceled.
+_MOVES_NO_ORDER = (
+    MarketStatusChanged,
+    Settlement,
+    WithdrawalAccepted,
+    OrderRejected,
+    OrderDuplicate,
+)
 
 
 def display_level(outcome: str, side: str, price: int) -> Level:
@@ -99,6 +117,8 @@ class CommittedBook:
                 resting = self.orders.pop(canceled.order_id, None)
                 if resting is not None:
                     self._add(resting[0], -resting[1])
+            elif kind not in _MOVES_NO_ORDER:
+                raise AssertionError(f"the committed book does not know {kind.__name__} events")
         if incoming is not None and incoming_left > 0:
             level = display_level(incoming.outcome, incoming.side, incoming.price)
             self.orders[incoming.order_id] = [level, incoming_left]

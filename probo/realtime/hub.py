@@ -13,6 +13,10 @@ REST `/orderbook` and a new subscriber's snapshot first flush their market, so t
 book they see is exactly the one after the last `book` message of that `seq`; the
 encoded snapshot is kept until the next `seq`.
 
+Which engine events the market feeds read and which they ignore is listed once, below
+the imports; any other event is a bug and raises (as it does in the committed book and
+the user channel), never skipped.
+
 The user channel is `UserFeeds` (users.py).
 """
 
@@ -20,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from datetime import datetime
 
 import asyncpg
 import msgspec
@@ -27,11 +32,15 @@ import msgspec
 from probo.orderbook import (
     Engine,
     Entry,
+    Event,
     MarketStatusChanged,
+    OrderAccepted,
+    OrderCanceled,
     OrderDuplicate,
     OrderRejected,
     Settlement,
     TradeExecuted,
+    WithdrawalAccepted,
 )
 from probo.realtime.book import CommittedBook
 from probo.realtime.frames import text_frame
@@ -52,9 +61,47 @@ COALESCE_S = 0.025  # book changes and trades wait at most this long
 
 _encode = msgspec.json.Encoder().encode
 
+# What each engine event is to the market feeds. A command that changes no market
+# (refused, repeated, a withdrawal) sends nothing; otherwise its trades go out as
+# `trade` messages, its status changes as `market` messages, and its orders, trades and
+# cancels move the committed book (book.py).
+_CHANGES_NO_MARKET = (OrderRejected, OrderDuplicate, WithdrawalAccepted)
+_STATUS_CHANGES = (MarketStatusChanged, Settlement)
+_BOOK_ONLY = (OrderAccepted, OrderCanceled)
+
 
 def market_channel(market_id: int) -> str:
     return f"market:{market_id}"
+
+
+def _market_news(events: Sequence[Event]) -> tuple[list[TradeExecuted], list[Event]]:
+    """(trades, status changes) of one command's events."""
+    trades: list[TradeExecuted] = []
+    status_changes: list[Event] = []
+    for event in events:
+        kind = type(event)
+        if kind is TradeExecuted:
+            trades.append(event)  # type: ignore[arg-type]
+        elif kind in _STATUS_CHANGES:
+            status_changes.append(event)
+        elif kind not in _BOOK_ONLY and kind not in _CHANGES_NO_MARKET:
+            raise AssertionError(f"the hub does not know {kind.__name__} events")
+    return trades, status_changes
+
+
+def _trade_view(trade: TradeExecuted, at: datetime) -> TradeView:
+    return TradeView(
+        trade.trade_id, trade.yes_price, trade.quantity, trade.kind, trade.taker_outcome,
+        trade.taker_side, at,
+    )  # fmt: skip
+
+
+def _market_changed(channel: str, change: Event) -> MarketChanged:
+    """The `market` message of a status change or a resolution."""
+    if type(change) is Settlement:
+        return MarketChanged(channel, change.market_id, "resolved", change.outcome)
+    assert type(change) is MarketStatusChanged, change
+    return MarketChanged(channel, change.market_id, change.status)
 
 
 class Hub:
@@ -95,44 +142,33 @@ class Hub:
     def committed(self, batch: Sequence[Entry]) -> None:
         for entry in batch:
             events = entry.events
-            if events:
-                first = type(events[0])
-                if first is not OrderRejected and first is not OrderDuplicate:
-                    self._apply(events, entry)
+            if events and type(events[0]) not in _CHANGES_NO_MARKET:
+                self._apply(events, entry)
         if self._changed and self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self._coalesce_s, self.flush)
         self.users.committed(batch)
 
-    def _apply(self, events: Sequence[object], entry: Entry) -> None:
-        market_id: int | None = getattr(events[0], "market_id", None)
-        if market_id is None:  # a withdrawal
-            return
-        status_changes = [e for e in events if type(e) in (MarketStatusChanged, Settlement)]
+    def _apply(self, events: Sequence[Event], entry: Entry) -> None:
+        """One committed command about a market: its book, trades and status changes."""
+        trades, status_changes = _market_news(events)
+        market_id = events[0].market_id  # type: ignore[union-attr]
         if status_changes:
             self._flush_now(market_id)  # what came before the change goes first
         book = self._book(market_id)
-        book.apply(events)  # type: ignore[arg-type]
+        book.apply(events)
         if book.pending:
             self._changed.add(market_id)
         if market_id not in self._rooms:
             return
-        channel = market_channel(market_id)
-        for event in events:
-            if type(event) is TradeExecuted:
-                t: TradeExecuted = event  # type: ignore[assignment]
-                trade = TradeView(
-                    t.trade_id, t.yes_price, t.quantity, t.kind, t.taker_outcome, t.taker_side, entry.at
-                )  # fmt: skip
-                self._trades.setdefault(market_id, []).append(trade)
-                self._changed.add(market_id)
-        for event in status_changes:
-            if type(event) is Settlement:
-                status = MarketChanged(channel, market_id, "resolved", event.outcome)  # type: ignore[attr-defined]
-            else:
-                status = MarketChanged(channel, market_id, event.status)  # type: ignore[attr-defined]
-            self._statuses.setdefault(market_id, []).append(status)
+        if trades:
+            views = [_trade_view(trade, entry.at) for trade in trades]
+            self._trades.setdefault(market_id, []).extend(views)
             self._changed.add(market_id)
         if status_changes:
+            channel = market_channel(market_id)
+            messages = [_market_changed(channel, change) for change in status_changes]
+            self._statuses.setdefault(market_id, []).extend(messages)
+            self._changed.add(market_id)
             self._flush_now(market_id)
 
     # --- market rooms ----------------------------------------------------------------

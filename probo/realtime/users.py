@@ -17,6 +17,9 @@ engine records at decision time for watched users (`Entry.balances`).
 
 Sessions end on a live socket too: once a second the feeds drop the user channel of
 connections whose token has expired or been revoked, telling them `unauthorized`.
+
+The channel reads orders, trades and cancels; `_CHANGES_NO_ORDER` lists the engine
+events it ignores, and any other event is a bug: it raises.
 """
 
 from __future__ import annotations
@@ -35,9 +38,14 @@ from probo.infra import UNAVAILABLE_ERRORS, connection
 from probo.orderbook import (
     Engine,
     Entry,
+    MarketStatusChanged,
     OrderAccepted,
     OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
+    Settlement,
     TradeExecuted,
+    WithdrawalAccepted,
     own_price,
 )
 from probo.realtime.frames import text_frame
@@ -56,6 +64,32 @@ SESSION_CHECK_INTERVAL_S = 1.0  # how often open user channels are checked for a
 USER_CHANNEL = "user"
 
 _encode = msgspec.json.Encoder().encode
+
+# The channel follows orders: OrderAccepted, TradeExecuted and OrderCanceled change
+# them. These events change no order (a close or a resolution cancels its orders with
+# OrderCanceled first); the money they move reaches the channel as the entry's balances.
+_CHANGES_NO_ORDER = (
+    OrderRejected,
+    OrderDuplicate,
+    MarketStatusChanged,
+    Settlement,
+    WithdrawalAccepted,
+)
+
+
+def _unknown_event(kind: type) -> AssertionError:
+    return AssertionError(f"the user channel does not know {kind.__name__} events")
+
+
+class _EntryNews:
+    """What one committed command changed of watched users' orders."""
+
+    __slots__ = ("changed", "finished", "fills")
+
+    def __init__(self) -> None:
+        self.changed: dict[int, trading.OrderView] = {}  # order id -> view to send
+        self.finished: set[int] = set()  # orders it fills completely or cancels
+        self.fills: list[tuple[int, FillView]] = []  # (user id, fill)
 
 
 class UserFeeds:
@@ -153,6 +187,8 @@ class UserFeeds:
                         and c.order_id not in placed
                     ):
                         unknown[c.order_id] = None
+                elif kind not in _CHANGES_NO_ORDER:
+                    raise _unknown_event(kind)
         return list(unknown)
 
     async def run(self) -> None:
@@ -162,20 +198,20 @@ class UserFeeds:
             self._wakeup.clear()
             while self._backlog:
                 batch = self._backlog[0]
-                unknown = self._unknown_orders(batch)
-                if unknown:
-                    try:
+                try:
+                    unknown = self._unknown_orders(batch)
+                    if unknown:
                         await self._read_orders(unknown)
-                    except asyncio.CancelledError:
-                        raise
-                    except UNAVAILABLE_ERRORS as exc:
-                        logger.warning("user feed cannot read orders ({!r}); retrying", exc)
-                        await asyncio.sleep(USER_RETRY_S)
-                        continue
-                    except Exception as exc:  # a bug: lose the user feeds, not the ledger
-                        logger.opt(exception=exc).error("user feed failed; its feeds close")
-                        self._drop_all("the user feed failed")
-                        continue
+                except asyncio.CancelledError:
+                    raise
+                except UNAVAILABLE_ERRORS as exc:
+                    logger.warning("user feed cannot read orders ({!r}); retrying", exc)
+                    await asyncio.sleep(USER_RETRY_S)
+                    continue
+                except Exception as exc:  # a bug: lose the user feeds, not this task
+                    logger.opt(exception=exc).error("user feed failed; its feeds close")
+                    self._drop_all("the user feed failed")
+                    continue
                 if self._backlog and self._backlog[0] is batch:
                     self._backlog.popleft()
                     try:
@@ -210,68 +246,78 @@ class UserFeeds:
 
     def _send_batch(self, batch: Sequence[Entry]) -> None:
         """Each entry's messages for each watched user, in order, one write per connection."""
-        connections = self._connections
-        orders = self._orders
         out: dict[int, list[bytes]] = {}
         for entry in batch:
-            changed: dict[int, trading.OrderView] = {}
-            finished: set[int] = set()  # orders this entry fills completely or cancels
-            fills: list[tuple[int, FillView]] = []
-            for event in entry.events:
-                kind = type(event)
-                if kind is OrderAccepted:
-                    a: OrderAccepted = event  # type: ignore[assignment]
-                    if a.user_id in connections and a.order_id not in orders:
-                        view = self._add_view(trading.OrderView.accepted(a, entry))
-                        changed[a.order_id] = view
-                elif kind is TradeExecuted:
-                    t: TradeExecuted = event  # type: ignore[assignment]
-                    if t.taker_remaining == 0:
-                        finished.add(t.taker_order_id)
-                    if t.maker_remaining == 0:
-                        finished.add(t.maker_order_id)
-                    for user_id, order_id, outcome in (
-                        (t.taker_user_id, t.taker_order_id, t.taker_outcome),
-                        (t.maker_user_id, t.maker_order_id, t.maker_outcome),
-                    ):
-                        if user_id not in connections:
-                            continue
-                        price = own_price(outcome, t.yes_price)
-                        fills.append(
-                            (user_id, FillView(order_id, t.trade_id, price, t.quantity, t.kind))
-                        )
-                        view = orders.get(order_id)
-                        if view is not None and (view.fill(t, entry) or view.unsent):
-                            view.unsent = False
-                            changed[order_id] = view
-                elif kind is OrderCanceled:
-                    c: OrderCanceled = event  # type: ignore[assignment]
-                    finished.add(c.order_id)
-                    view = orders.get(c.order_id)
-                    if view is not None and (view.cancel(c) or view.unsent):
-                        view.unsent = False
-                        changed[c.order_id] = view
-            for view in changed.values():
-                out.setdefault(view.user_id, []).append(_encode(OrderUpdate(view.view())))
-            # A view is dropped when the event that ends its order arrives: one read from
-            # Postgres may show the end early, and the events up to it must still find it.
-            for order_id in finished:
-                view = orders.get(order_id)
-                if view is not None and view.done:
-                    self._drop_view(view)
-            for user_id, fill in fills:
-                out.setdefault(user_id, []).append(_encode(FillUpdate(fill)))
-            if entry.balances:
-                for user_id, (cash, locked) in entry.balances.items():
-                    if user_id in connections:
-                        out.setdefault(user_id, []).append(
-                            _encode(BalanceUpdate(cash, locked, cash - locked))
-                        )
+            self._entry_messages(entry, out)
+        connections = self._connections
         for user_id, payloads in out.items():
             frames = b"".join(text_frame(p) for p in payloads)
             for subscriber in list(connections.get(user_id, ())):
                 if not subscriber.offer(frames, payloads):
                     self.leave(subscriber)
+
+    def _entry_messages(self, entry: Entry, out: dict[int, list[bytes]]) -> None:
+        """One command's messages, per user: its orders, then its fills, then balances."""
+        news = _EntryNews()
+        for event in entry.events:
+            kind = type(event)
+            if kind is TradeExecuted:
+                self._traded(event, entry, news)
+            elif kind is OrderAccepted:
+                self._accepted(event, entry, news)
+            elif kind is OrderCanceled:
+                self._canceled(event, news)
+            elif kind not in _CHANGES_NO_ORDER:
+                raise _unknown_event(kind)
+        for view in news.changed.values():
+            out.setdefault(view.user_id, []).append(_encode(OrderUpdate(view.view())))
+        # A view is dropped when the event that ends its order arrives: one read from
+        # Postgres may show the end early, and the events up to it must still find it.
+        orders = self._orders
+        for order_id in news.finished:
+            view = orders.get(order_id)
+            if view is not None and view.done:
+                self._drop_view(view)
+        for user_id, fill in news.fills:
+            out.setdefault(user_id, []).append(_encode(FillUpdate(fill)))
+        if entry.balances:
+            connections = self._connections
+            for user_id, (cash, locked) in entry.balances.items():
+                if user_id in connections:
+                    out.setdefault(user_id, []).append(
+                        _encode(BalanceUpdate(cash, locked, cash - locked))
+                    )
+
+    def _accepted(self, accepted: OrderAccepted, entry: Entry, news: _EntryNews) -> None:
+        if accepted.user_id in self._connections and accepted.order_id not in self._orders:
+            view = self._add_view(trading.OrderView.accepted(accepted, entry))
+            news.changed[accepted.order_id] = view
+
+    def _traded(self, trade: TradeExecuted, entry: Entry, news: _EntryNews) -> None:
+        if trade.taker_remaining == 0:
+            news.finished.add(trade.taker_order_id)
+        if trade.maker_remaining == 0:
+            news.finished.add(trade.maker_order_id)
+        for user_id, order_id, outcome in (
+            (trade.taker_user_id, trade.taker_order_id, trade.taker_outcome),
+            (trade.maker_user_id, trade.maker_order_id, trade.maker_outcome),
+        ):
+            if user_id not in self._connections:
+                continue
+            price = own_price(outcome, trade.yes_price)
+            fill = FillView(order_id, trade.trade_id, price, trade.quantity, trade.kind)
+            news.fills.append((user_id, fill))
+            view = self._orders.get(order_id)
+            if view is not None and (view.fill(trade, entry) or view.unsent):
+                view.unsent = False
+                news.changed[order_id] = view
+
+    def _canceled(self, canceled: OrderCanceled, news: _EntryNews) -> None:
+        news.finished.add(canceled.order_id)
+        view = self._orders.get(canceled.order_id)
+        if view is not None and (view.cancel(canceled) or view.unsent):
+            view.unsent = False
+            news.changed[canceled.order_id] = view
 
     # --- sessions ----------------------------------------------------------------------
 

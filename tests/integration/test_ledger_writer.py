@@ -16,6 +16,7 @@ import asyncio
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import asyncpg
 import msgspec
@@ -38,6 +39,7 @@ from probo.orderbook import (
     CancelOrder,
     CloseMarket,
     Engine,
+    Entry,
     OrderAccepted,
     PauseMarket,
     PlaceOrder,
@@ -443,3 +445,37 @@ async def test_a_refusal_that_does_not_recur_loses_nothing(url: str, pool: async
     async with pool.acquire() as conn:
         assert await conn.fetchval("SELECT count(*) FROM orders") == accepted
         assert await conn.fetchval("SELECT last_value FROM flaky_refusals") == 2  # refused once
+
+
+class _UnknownEvent(msgspec.Struct, frozen=True):
+    """An engine event the ledger was not told of."""
+
+    market_id: int
+    user_id: int
+
+
+async def test_an_event_the_ledger_does_not_know_is_refused_never_skipped(
+    url: str, pool: asyncpg.Pool
+) -> None:
+    """The translation fails on an event type it does not know: that entry alone is
+    answered EntryRefused and nothing of it is written, the commands around it commit,
+    and the engine, rebuilt, trades on."""
+    await _seed(pool)
+    engine, writer = await _recovered(url, pool)
+    async with _running(pool, engine, writer) as hub:
+        await engine.submit(PlaceOrder(5, 2, "yes", "buy", "limit", 3, 400))
+        unknown: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
+        writer.append(Entry([_UnknownEvent(market_id=1, user_id=1)], datetime.now(UTC), unknown))
+        after = engine.submit(PlaceOrder(6, 3, "no", "buy", "limit", 3, 400))
+        with pytest.raises(EntryRefused):
+            await asyncio.wait_for(unknown, COMMIT_TIMEOUT_S)
+        await asyncio.wait_for(after, COMMIT_TIMEOUT_S)
+        for _ in range(1000):
+            if not engine.paused:
+                break
+            await asyncio.sleep(0.01)
+        assert not engine.paused, "the engine was not rebuilt"
+        await engine.submit(PlaceOrder(1, 1, "yes", "buy", "limit", 3, 400))
+        await _recovered_equals_running(pool, engine, writer, hub)
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SELECT count(*) FROM orders") == 3
