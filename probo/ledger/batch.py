@@ -34,6 +34,8 @@ from probo.orderbook import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
     own_price,
 )
 
@@ -384,9 +386,12 @@ def _close_positions(builder: _BatchBuilder, settlement: Settlement) -> None:
 
 
 def _changes_nothing(
-    builder: _BatchBuilder, event: OrderRejected | OrderDuplicate, at: datetime
+    builder: _BatchBuilder,
+    event: OrderRejected | OrderDuplicate | WithdrawalRejected | WithdrawalDuplicate,
+    at: datetime,
 ) -> None:
-    """A refused command, or the repeat of an order already placed: no row, no money."""
+    """A refused command, or the repeat of an order or withdrawal already made: no row,
+    no money."""
 
 
 _TRANSLATORS: dict[type, Callable[[_BatchBuilder, Any, datetime], None]] = {
@@ -398,6 +403,8 @@ _TRANSLATORS: dict[type, Callable[[_BatchBuilder, Any, datetime], None]] = {
     Settlement: _settlement,
     OrderRejected: _changes_nothing,
     OrderDuplicate: _changes_nothing,
+    WithdrawalRejected: _changes_nothing,
+    WithdrawalDuplicate: _changes_nothing,
 }
 
 
@@ -436,6 +443,8 @@ _ACCOUNTS_NAMED: dict[type, Callable[[Any, set[int], set[int]], None]] = {
     MarketStatusChanged: _names_no_account,
     OrderRejected: _names_no_account,
     OrderDuplicate: _names_no_account,
+    WithdrawalRejected: _names_no_account,
+    WithdrawalDuplicate: _names_no_account,
 }
 
 

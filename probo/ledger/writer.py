@@ -174,15 +174,26 @@ class _Quarantine:
     def __init__(self) -> None:
         self.markets: set[int] = set()
         self.users: set[int] = set()
+        # An entry whose events name parties nobody knows (a bug) may have touched
+        # anything: then everything decided after it is undone.
+        self.everything = False
 
     def add(self, entry: Entry) -> None:
-        markets, _, users = _touched(entry)
+        touched = _touched(entry)
+        if touched is None:
+            self.everything = True
+            return
+        markets, _, users = touched
         self.markets |= markets
         self.users |= users
 
     def touches(self, entry: Entry) -> bool:
         """Whether `entry` builds on quarantined state; if so, it joins the quarantine."""
-        markets, actors, users = _touched(entry)
+        touched = _touched(entry)
+        if self.everything or touched is None:
+            self.everything = True
+            return True
+        markets, actors, users = touched
         if markets.isdisjoint(self.markets) and actors.isdisjoint(self.users):
             if entry.balances:  # a feed must not show a balance that will be undone
                 for user_id in self.users.intersection(entry.balances):
@@ -193,10 +204,14 @@ class _Quarantine:
         return True
 
 
-def _touched(entry: Entry) -> tuple[set[int], set[int], set[int]]:
-    """(markets, users whose state decided the command, every user it changed)."""
+def _touched(entry: Entry) -> tuple[set[int], set[int], set[int]] | None:
+    """(markets, users whose state decided the command, every user it changed); None
+    when its events are of a type nobody knows."""
+    try:
+        deciding, changed = parties(entry.events)
+    except AssertionError:
+        return None
     markets = {m for m in (getattr(e, "market_id", None) for e in entry.events) if m is not None}
-    deciding, changed = parties(entry.events)
     deciding.update(entry.balances or ())  # the feed's balances were read too
     return markets, deciding, deciding | changed
 

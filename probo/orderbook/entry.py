@@ -7,7 +7,18 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from probo.orderbook.types import Settlement, TradeExecuted
+from probo.orderbook.types import (
+    MarketStatusChanged,
+    OrderAccepted,
+    OrderCanceled,
+    OrderDuplicate,
+    OrderRejected,
+    Settlement,
+    TradeExecuted,
+    WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
+)
 
 
 class Entry:
@@ -32,10 +43,23 @@ class Entry:
         self.balances = balances
 
 
+# Events whose own `user_id` is the user who decided them (their command's owner).
+_DECIDED_BY_USER = (
+    OrderAccepted,
+    OrderCanceled,
+    OrderRejected,
+    OrderDuplicate,
+    WithdrawalAccepted,
+    WithdrawalRejected,
+    WithdrawalDuplicate,
+)
+
+
 def parties(events: Iterable[Any]) -> tuple[set[int], set[int]]:
     """(the users whose cash, locks or contracts decided these events, the users they
     only changed): a taker, an order's owner, a withdrawer decide; a maker whose resting
-    order was met and a holder paid at resolution are only changed."""
+    order was met and a holder paid at resolution are only changed. An event type not
+    listed here is a bug."""
     deciding: set[int] = set()
     changed: set[int] = set()
     for event in events:
@@ -45,8 +69,8 @@ def parties(events: Iterable[Any]) -> tuple[set[int], set[int]]:
             changed.add(event.maker_user_id)
         elif kind is Settlement:
             changed.update(payout.user_id for payout in event.payouts)
-        else:
-            user_id = getattr(event, "user_id", None)
-            if user_id is not None:
-                deciding.add(user_id)
+        elif kind in _DECIDED_BY_USER:
+            deciding.add(event.user_id)
+        elif kind is not MarketStatusChanged:  # a market's, no user's
+            raise AssertionError(f"parties() does not know {kind.__name__} events")
     return deciding, changed

@@ -29,6 +29,8 @@ from probo.orderbook import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
     other_outcome,
     own_price,
 )
@@ -43,6 +45,8 @@ _MOVES_NO_ORDER = (
     MarketStatusChanged,
     Settlement,
     WithdrawalAccepted,
+    WithdrawalRejected,
+    WithdrawalDuplicate,
     OrderRejected,
     OrderDuplicate,
 )

@@ -41,6 +41,8 @@ from probo.orderbook import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
 )
 from probo.realtime.book import CommittedBook
 from probo.realtime.frames import text_frame
@@ -65,7 +67,13 @@ _encode = msgspec.json.Encoder().encode
 # (refused, repeated, a withdrawal) sends nothing; otherwise its trades go out as
 # `trade` messages, its status changes as `market` messages, and its orders, trades and
 # cancels move the committed book (book.py).
-_CHANGES_NO_MARKET = (OrderRejected, OrderDuplicate, WithdrawalAccepted)
+_CHANGES_NO_MARKET = (
+    OrderRejected,
+    OrderDuplicate,
+    WithdrawalAccepted,
+    WithdrawalRejected,
+    WithdrawalDuplicate,
+)
 _STATUS_CHANGES = (MarketStatusChanged, Settlement)
 _BOOK_ONLY = (OrderAccepted, OrderCanceled)
 

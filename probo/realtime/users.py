@@ -46,6 +46,8 @@ from probo.orderbook import (
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
+    WithdrawalDuplicate,
+    WithdrawalRejected,
     own_price,
 )
 from probo.realtime.frames import text_frame
@@ -74,6 +76,8 @@ _CHANGES_NO_ORDER = (
     MarketStatusChanged,
     Settlement,
     WithdrawalAccepted,
+    WithdrawalRejected,
+    WithdrawalDuplicate,
 )
 
 
