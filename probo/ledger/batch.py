@@ -142,7 +142,7 @@ class BatchRows:
         self.positions_before: dict[tuple[int, int], PositionCost | None] = {}
 
 
-# Indexes into a new order row (see the writer's _ORDER_COLUMNS).
+# Indexes into a new order row (see _ORDER_COLUMNS in store.py).
 _FILLED, _COST, _STATUS, _REASON, _UPDATED = 9, 10, 11, 12, 15
 # Indexes into an update of an order from an earlier batch: [filled delta, cost delta,
 # status, reason, at].

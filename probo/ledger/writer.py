@@ -36,12 +36,13 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import asyncpg
 from loguru import logger
 
 from probo.infra import CONFLICT_ERRORS, CONNECT_TIMEOUT_S, UNAVAILABLE_ERRORS, metrics
+from probo.ledger import store
 from probo.ledger.batch import (
     BatchRows,
     PositionCost,
@@ -63,90 +64,6 @@ _T = TypeVar("_T")
 # memory), objects in use or locked, operator intervention, system (I/O) errors. Any
 # other refusal of a batch is about what it holds, and is split instead of retried.
 _TRANSIENT_SQLSTATE_CLASSES = frozenset({"53", "55", "57", "58"})
-
-# One call, one round trip, its own transaction (schema.sql has the function).
-_WRITE_BATCH = """
-SELECT probo_write_batch(
-    $1::bigint,
-    $2::orders[],
-    $3::bigint[], $4::int[], $5::bigint[], $6::text[], $7::text[], $8::timestamptz[],
-    $9::trades[],
-    $10::bigint[], $11::bigint[], $12::bigint[], $13::text[], $14::text[], $15::bigint[], $16::timestamptz[],
-    $17::bigint[], $18::bigint[],
-    $19::positions[],
-    $20::withdrawals[],
-    $21::bigint[], $22::text[], $23::text[], $24::bigint[], $25::int[],
-    $26::bigint[]
-)
-"""
-_SET_HEAD = "UPDATE ledger_head SET last_batch_id = $1 WHERE only_row"
-_HEAD = "SELECT last_batch_id FROM ledger_head"
-
-
-# Large batches go by COPY: a few more round trips, much cheaper rows.
-_ORDER_COLUMNS = (
-    "id", "user_id", "market_id", "outcome", "side", "type", "time_in_force", "price", "quantity",
-    "filled_quantity", "cost", "status", "cancel_reason", "client_order_id", "created_at", "updated_at",
-)  # fmt: skip
-_TRADE_COLUMNS = (
-    "id", "market_id", "kind", "yes_price", "quantity", "taker_order_id", "taker_user_id", "taker_outcome",
-    "taker_side", "maker_order_id", "maker_user_id", "maker_outcome", "maker_side", "created_at",
-)  # fmt: skip
-_TRANSFER_COLUMNS = (
-    "debit_account_id",
-    "credit_account_id",
-    "amount",
-    "kind",
-    "ref_type",
-    "ref_id",
-    "created_at",
-)
-_WITHDRAWAL_COLUMNS = ("id", "user_id", "idempotency_key", "amount", "status", "created_at")
-
-_UPDATE_ORDERS = """
-UPDATE orders AS o SET
-    filled_quantity = o.filled_quantity + d.filled,
-    cost = o.cost + d.cost,
-    status = coalesce(d.status, o.status),
-    cancel_reason = coalesce(d.reason, o.cancel_reason),
-    updated_at = d.at
-FROM unnest($1::bigint[], $2::int[], $3::bigint[], $4::text[], $5::text[], $6::timestamptz[])
-    AS d(id, filled, cost, status, reason, at)
-WHERE o.id = d.id
-"""
-_LOCK_ACCOUNTS = "SELECT id FROM accounts WHERE id = ANY($1::bigint[]) ORDER BY id FOR UPDATE"
-_APPLY_DELTAS = """
-UPDATE accounts AS a SET balance = a.balance + d.delta
-FROM unnest($1::bigint[], $2::bigint[]) AS d(id, delta)
-WHERE a.id = d.id
-"""
-_UPSERT_POSITIONS = """
-INSERT INTO positions (user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl, payout)
-SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[], $5::bigint[], $6::bigint[],
-                     $7::bigint[], $8::bigint[])
-ON CONFLICT (user_id, market_id) DO UPDATE SET
-    yes_quantity = excluded.yes_quantity, no_quantity = excluded.no_quantity,
-    yes_cost = excluded.yes_cost, no_cost = excluded.no_cost, realized_pnl = excluded.realized_pnl,
-    payout = excluded.payout
-"""
-_UPDATE_MARKETS = """
-UPDATE markets AS m SET
-    status = coalesce(d.status, m.status),
-    outcome = coalesce(d.outcome, m.outcome),
-    resolved_at = CASE WHEN d.outcome IS NULL THEN m.resolved_at ELSE now() END,
-    volume = m.volume + d.volume,
-    last_price = coalesce(d.last_price, m.last_price)
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::bigint[], $5::int[])
-    AS d(id, status, outcome, volume, last_price)
-WHERE m.id = d.id
-"""
-_NOT_NEW = "UPDATE users SET is_new = false WHERE id = ANY($1::bigint[]) AND is_new"
-# Every row a batch updates is found by its key: a plan that scans a table whole (cheaper
-# on paper for a few thousand keys) costs a pass over every order ever placed.
-_BY_KEY_ONLY = (
-    "SET LOCAL enable_seqscan = off; SET LOCAL enable_hashjoin = off; "
-    "SET LOCAL enable_mergejoin = off"
-)
 
 
 class EngineControl(Protocol):
@@ -294,21 +211,15 @@ class LedgerWriter:
     async def load(self, conn: asyncpg.Connection) -> None:
         """Read the account ids and position cost bases the translation needs, and the
         number of the last batch committed."""
-        self._last_batch_id = await conn.fetchval(_HEAD)
-        for row in await conn.fetch(
-            "SELECT id, user_id, market_id FROM accounts WHERE user_id IS NOT NULL OR market_id IS NOT NULL"
-        ):
+        self._last_batch_id = await store.last_batch_id(conn)
+        for row in await store.user_and_market_accounts(conn):
             if row["user_id"] is not None:
                 self._cash_accounts[row["user_id"]] = row["id"]
             else:
                 self._escrow_accounts[row["market_id"]] = row["id"]
-        positions = await conn.fetch(
-            "SELECT user_id, market_id, yes_quantity, no_quantity, yes_cost, no_cost, realized_pnl, "
-            "payout FROM positions"
-        )
         self._positions = {
             (r["user_id"], r["market_id"]): PositionCost(r[2], r[3], r[4], r[5], r[6], r[7])
-            for r in positions
+            for r in await store.position_costs(conn)
         }
 
     async def close(self) -> None:
@@ -589,16 +500,16 @@ class LedgerWriter:
             nonlocal tried
             # A try that failed may have committed all the same (the connection dropped
             # after the commit, before its answer): then it is done.
-            if tried and await conn.fetchval(_HEAD) >= rows.batch_id:
+            if tried and await store.last_batch_id(conn) >= rows.batch_id:
                 logger.warning("ledger batch {} had committed before its retry", rows.batch_id)
                 return
             tried = True
             started = time.perf_counter()
             if len(batch) >= self.copy_batch_min:
                 async with conn.transaction():
-                    await _write_by_copy(conn, rows)
+                    await store.write_batch_by_copy(conn, rows)
             else:
-                await _write_by_call(conn, rows)
+                await store.write_batch_by_call(conn, rows)
             metrics.LEDGER_BATCH_SECONDS.observe(time.perf_counter() - started)
             metrics.LEDGER_BATCH_ENTRIES.observe(len(batch))
 
@@ -649,16 +560,9 @@ class LedgerWriter:
     async def _fetch_missing_accounts(self, conn: asyncpg.Connection, batch: list[Entry]) -> None:
         users, markets = self._missing_accounts(batch)
         if users:
-            for row in await conn.fetch(
-                "SELECT id, user_id FROM accounts WHERE user_id = ANY($1::bigint[])", list(users)
-            ):
-                self._cash_accounts[row["user_id"]] = row["id"]
+            self._cash_accounts.update(await store.cash_account_ids(conn, users))
         if markets:
-            for row in await conn.fetch(
-                "SELECT id, market_id FROM accounts WHERE market_id = ANY($1::bigint[])",
-                list(markets),
-            ):
-                self._escrow_accounts[row["market_id"]] = row["id"]
+            self._escrow_accounts.update(await store.escrow_account_ids(conn, markets))
 
     def _missing_accounts(self, batch: list[Entry]) -> tuple[set[int], set[int]]:
         """Users and markets in `batch` whose account ids the writer has not looked up:
@@ -667,92 +571,3 @@ class LedgerWriter:
         users, markets = accounts_named(batch)
         cash, escrow = self._cash_accounts, self._escrow_accounts
         return {u for u in users if u not in cash}, {m for m in markets if m not in escrow}
-
-
-def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
-    """Rows to one list per column (`width` columns, also when there are no rows)."""
-    return (
-        [list(column) for column in zip(*rows, strict=True)] if rows else [[] for _ in range(width)]
-    )
-
-
-def _market_columns(rows: BatchRows) -> tuple[list[Any], ...]:
-    ids = sorted(rows.markets)
-    changes = [rows.markets[i] for i in ids]
-    return (
-        ids,
-        [c.status for c in changes],
-        [c.outcome for c in changes],
-        [c.volume for c in changes],
-        [c.last_price for c in changes],
-    )
-
-
-async def _write_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None:
-    """Small batches: one call of `probo_write_batch`, one round trip."""
-    account_ids = sorted(rows.account_deltas)
-    position_keys = list(rows.positions)
-    positions = [
-        (user_id, market_id, p.yes, p.no, p.yes_cost, p.no_cost, p.realized, p.payout)
-        for (user_id, market_id), p in ((k, rows.positions[k]) for k in position_keys)
-    ]
-    await conn.execute(
-        _WRITE_BATCH,
-        rows.batch_id,
-        [tuple(order) for order in rows.new_orders],
-        *_columns(rows.order_updates, 6),
-        rows.trades,
-        *_columns(rows.transfers, 7),
-        account_ids,
-        [rows.account_deltas[i] for i in account_ids],
-        positions,
-        rows.withdrawals,
-        *_market_columns(rows),
-        sorted(rows.not_new),
-    )
-
-
-async def _write_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None:
-    """Large batches: COPY and set-based statements, one transaction (the caller's)."""
-    await conn.execute(_BY_KEY_ONLY)
-    await conn.execute(_SET_HEAD, rows.batch_id)
-    # Users before accounts: the same lock order as a referral, which locks both.
-    if rows.not_new:
-        await conn.execute(_NOT_NEW, sorted(rows.not_new))
-    if rows.new_orders:
-        await conn.copy_records_to_table("orders", records=rows.new_orders, columns=_ORDER_COLUMNS)
-    if rows.order_updates:
-        await conn.execute(_UPDATE_ORDERS, *zip(*rows.order_updates, strict=True))
-    if rows.trades:
-        await conn.copy_records_to_table("trades", records=rows.trades, columns=_TRADE_COLUMNS)
-    if rows.transfers:
-        await conn.copy_records_to_table(
-            "transfers", records=rows.transfers, columns=_TRANSFER_COLUMNS
-        )
-    if rows.account_deltas:
-        account_ids = sorted(rows.account_deltas)
-        # In id order, like every other posting, so concurrent postings cannot deadlock.
-        await conn.execute(_LOCK_ACCOUNTS, account_ids)
-        await conn.execute(
-            _APPLY_DELTAS, account_ids, [rows.account_deltas[i] for i in account_ids]
-        )
-    if rows.positions:
-        keys = list(rows.positions)
-        values = [rows.positions[k] for k in keys]
-        await conn.execute(
-            _UPSERT_POSITIONS,
-            [k[0] for k in keys],
-            [k[1] for k in keys],
-            [v.yes for v in values],
-            [v.no for v in values],
-            [v.yes_cost for v in values],
-            [v.no_cost for v in values],
-            [v.realized for v in values],
-            [v.payout for v in values],
-        )
-    if rows.withdrawals:
-        await conn.copy_records_to_table(
-            "withdrawals", records=rows.withdrawals, columns=_WITHDRAWAL_COLUMNS
-        )
-    if rows.markets:
-        await conn.execute(_UPDATE_MARKETS, *_market_columns(rows))

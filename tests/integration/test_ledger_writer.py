@@ -32,7 +32,7 @@ from probo.ledger import (
     ledger_breaches,
 )
 from probo.ledger import batch as batch_module
-from probo.ledger import writer as writer_module
+from probo.ledger import store as store_module
 from probo.ledger.writer import BATCH_ENTRIES_MAX
 from probo.orderbook import (
     CancelAll,
@@ -296,7 +296,7 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
     await _seed(pool)
     engine, writer = await _recovered(url, pool)
     lost: list[int] = []
-    write_by_call = writer_module._write_by_call
+    write_by_call = store_module.write_batch_by_call
 
     async def committed_then_cut(conn: asyncpg.Connection, rows: object) -> None:
         await write_by_call(conn, rows)  # type: ignore[arg-type]
@@ -305,7 +305,7 @@ async def test_a_batch_whose_commit_answer_is_lost_is_neither_written_twice_nor_
             conn.terminate()
             raise ConnectionResetError("the answer to the commit was lost")
 
-    monkeypatch.setattr(writer_module, "_write_by_call", committed_then_cut)
+    monkeypatch.setattr(store_module, "write_batch_by_call", committed_then_cut)
     rng = random.Random(SEED)
     issued: list[tuple[int, int, int]] = []
     async with _running(pool, engine, writer) as hub:
