@@ -12,6 +12,7 @@ COMPILED_MODULES = [
     "probo/orderbook/accounts.py",
     "probo/orderbook/book.py",
     "probo/orderbook/risk.py",
+    "probo/orderbook/client_ids.py",
     "probo/orderbook/exchange.py",
 ]
 

@@ -3,6 +3,7 @@ the engine-equals-Postgres check (SPEC §3 invariant 5)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -126,3 +127,20 @@ async def live_audit(client: httpx.AsyncClient, admin: dict[str, str]) -> dict:
     response = await client.get("/api/v1/admin/audit", headers=admin)
     assert response.status_code == 200, response.text
     return response.json()
+
+
+REBUILD_POLLS_MAX = 500
+
+
+async def engine_rebuilt(app: Litestar) -> None:
+    """Wait until the engine, paused after a refused write, is rebuilt and deciding."""
+    for _ in range(REBUILD_POLLS_MAX):
+        if not services_of(app).engine.paused:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the engine was not rebuilt")
+
+
+def metric_value(text: str, name: str) -> float:
+    """The sum of the samples of `name` (with its labels, if given) in /metrics text."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))

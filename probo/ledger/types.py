@@ -51,3 +51,19 @@ class EntryUndone(ApiError):
             "not carried out: the exchange undid a write it could not record; retry",
             headers={"Retry-After": "1"},
         )
+
+
+# Postgres's unique indexes on keys a client chooses: a repeat the engine no longer
+# remembered (probo/orderbook/client_ids.py, keys.py) ends here.
+REPEATED_KEY_CONSTRAINTS = frozenset(
+    {"orders_client_id_idx", "withdrawals_user_id_idempotency_key_key"}
+)
+
+
+class EntryRepeatsKey(ApiError):
+    """Postgres found this command's key (a client order id, a withdrawal's key) used
+    before, by a command older than the engine remembers: nothing of this one happened,
+    and the original stands (the services answer with it)."""
+
+    def __init__(self) -> None:
+        super().__init__(409, "idempotency_conflict", "this key was used before")

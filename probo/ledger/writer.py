@@ -50,7 +50,12 @@ from probo.ledger.batch import (
     build_batch,
     build_batch_in_steps,
 )
-from probo.ledger.types import EntryRefused, EntryUndone
+from probo.ledger.types import (
+    REPEATED_KEY_CONSTRAINTS,
+    EntryRefused,
+    EntryRepeatsKey,
+    EntryUndone,
+)
 from probo.orderbook import Entry, parties
 
 BATCH_ENTRIES_MAX = 16384  # commands per transaction
@@ -75,7 +80,11 @@ class EngineControl(Protocol):
 
 
 class _Refused(Exception):
-    """A batch refused for what it holds (translating it, or by Postgres)."""
+    """A batch refused for what it holds (translating it, or by Postgres): `cause`."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(repr(cause))
+        self.cause = cause
 
 
 class _Quarantine:
@@ -144,6 +153,13 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, asyncpg.PostgresError):
         return (exc.sqlstate or "")[:2] in _TRANSIENT_SQLSTATE_CLASSES
     return False
+
+
+def _repeats_key(cause: BaseException) -> bool:
+    return (
+        isinstance(cause, asyncpg.UniqueViolationError)
+        and cause.constraint_name in REPEATED_KEY_CONSTRAINTS
+    )
 
 
 def _answer(entry: Entry, error: Exception) -> None:
@@ -384,48 +400,59 @@ class LedgerWriter:
         if failing is None:
             logger.warning("a refused ledger batch of {} entries committed after all", len(batch))
             return
-        self._refuse(batch[failing])
-        self._pending.extendleft(reversed(batch[failing + 1 :]))
+        index, cause = failing
+        self._refuse(batch[index], cause)
+        self._pending.extendleft(reversed(batch[index + 1 :]))
 
-    async def _commit_or_find(self, entries: list[Entry]) -> int | None:
+    async def _commit_or_find(self, entries: list[Entry]) -> tuple[int, BaseException] | None:
         """Commit `entries`, or the longest prefix of them that commits: None when all
         did, else the index of the first entry refused on its own (nothing after it
-        committed). The splits are in order, so every commit is a prefix."""
-        if await self._try(entries):
+        committed) and why. The splits are in order, so every commit is a prefix."""
+        refused = await self._try(entries)
+        if refused is None:
             return None
         if len(entries) == 1:
-            return 0
+            return 0, refused.cause
         middle = len(entries) // 2
         failing = await self._commit_or_find(entries[:middle])
         if failing is not None:
             return failing
         failing = await self._commit_or_find(entries[middle:])
-        return None if failing is None else middle + failing
+        return None if failing is None else (middle + failing[0], failing[1])
 
-    async def _try(self, entries: list[Entry]) -> bool:
-        """Translate and commit `entries` as one batch; False when it is refused."""
+    async def _try(self, entries: list[Entry]) -> _Refused | None:
+        """Translate and commit `entries` as one batch; the refusal when it is refused."""
         rows: BatchRows | None = None
         try:
             rows = await self._translated(entries)
             await self._commit_until_done(entries, rows)
-        except _Refused:
+        except _Refused as refused:
             if rows is not None:
                 self._undo(rows)
-            return False
+            return refused
         self._published(entries)
-        return True
+        return None
 
-    def _refuse(self, entry: Entry) -> None:
-        logger.critical(
-            "the ledger refused an engine decision on its own: not recorded, answered with "
-            "an error; what was decided after it on its markets and users is undone and the "
-            "engine rebuilt from Postgres. The entry: {}",
-            repr(list(entry.events))[:REFUSED_ENTRY_LOGGED_CHARS_MAX],
-        )
-        metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("refused").inc()
+    def _refuse(self, entry: Entry, cause: BaseException) -> None:
+        """Answer `entry`, which Postgres refused on its own, and quarantine what it
+        touched: the engine must forget it."""
         if self._quarantine is None:
             self._quarantine = _Quarantine()
         self._quarantine.add(entry)
+        events = repr(list(entry.events))[:REFUSED_ENTRY_LOGGED_CHARS_MAX]
+        if _repeats_key(cause):  # a key used before the engine's memory began
+            logger.warning("a key used long ago was used again; the original stands: {}", events)
+            metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("repeated").inc()
+            _answer(entry, EntryRepeatsKey())
+            return
+        logger.critical(
+            "the ledger refused an engine decision on its own ({!r}): not recorded, answered "
+            "with an error; what was decided after it on its markets and users is undone and "
+            "the engine rebuilt from Postgres. The entry: {}",
+            cause,
+            events,
+        )
+        metrics.LEDGER_ENTRIES_NOT_RECORDED.labels("refused").inc()
         _answer(entry, EntryRefused())
 
     def _undo_quarantined(self, batch: list[Entry]) -> list[Entry]:
@@ -536,7 +563,7 @@ class LedgerWriter:
                         "ledger batch of {} entries refused for its data ({!r})", len(batch), exc
                     )
                     self.stalled_since = None
-                    raise _Refused() from exc
+                    raise _Refused(exc) from exc
                 if self.stalled_since is None:
                     self.stalled_since = time.monotonic()
                 delay = RETRY_BACKOFF_S[min(tries, len(RETRY_BACKOFF_S) - 1)]

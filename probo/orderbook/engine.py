@@ -28,9 +28,11 @@ import asyncpg
 from loguru import logger
 
 from probo.infra import CONFLICT_ERRORS, UNAVAILABLE_ERRORS
+from probo.orderbook.client_ids import CLIENT_ORDER_IDS_RECENT_MAX
 from probo.orderbook.credits import CreateUser, EngineCredit, EngineUnavailable
 from probo.orderbook.entry import Entry, parties
 from probo.orderbook.exchange import Exchange, InvalidMarketTransition
+from probo.orderbook.keys import WITHDRAWAL_KEYS_RECENT_MAX, RecentWithdrawals
 from probo.orderbook.recovery import Recovered, recover
 from probo.orderbook.types import (
     CancelAll,
@@ -105,12 +107,16 @@ class _NullSink:
 
 class Engine:
     def __init__(self, sink: EventSink | None = None) -> None:
+        # How many client order ids (besides open orders') and withdrawal keys the
+        # engine remembers; older repeats are answered from Postgres.
+        self.client_order_ids_recent_max = CLIENT_ORDER_IDS_RECENT_MAX
+        self.withdrawal_keys_recent_max = WITHDRAWAL_KEYS_RECENT_MAX
         self.exchange = Exchange()
         self.ready = False
         self._sink: EventSink = sink or _NullSink()
         self._queues: dict[int, asyncio.Queue[tuple[Command, asyncio.Future[Entry]]]] = {}
         self._tasks: dict[int, asyncio.Task[None]] = {}
-        self._withdrawals: dict[tuple[int, str], tuple[int, int]] = {}
+        self._withdrawals = RecentWithdrawals()
         self.last_withdrawal_id = 0
         # Credits applied whose outbox row may still exist; emptied as rows are cleared.
         self._applied_transfer_ids: set[int] = set()
@@ -142,12 +148,18 @@ class Engine:
         # The loaded objects all survive: collecting while loading them is wasted work.
         gc.disable()
         try:
-            recovered = await recover(pool)
+            recovered = await recover(
+                pool,
+                client_order_ids_recent_max=self.client_order_ids_recent_max,
+                withdrawal_keys_recent_max=self.withdrawal_keys_recent_max,
+            )
         finally:
             gc.enable()
         self.closes_at = recovered.closes_at
         self.exchange = recovered.exchange
-        self._withdrawals = recovered.withdrawals
+        self._withdrawals = RecentWithdrawals(
+            recovered.withdrawals, self.withdrawal_keys_recent_max
+        )
         self.last_withdrawal_id = recovered.last_withdrawal_id
         # The credits the loaded balances include: a delivery of one still in flight
         # must not apply it again. Later credits are not included and will be applied.
@@ -342,12 +354,26 @@ class Engine:
 
     # --- withdrawals -----------------------------------------------------------------------
 
+    @property
+    def withdrawal_keys_remembered(self) -> int:
+        return len(self._withdrawals)
+
+    def bound_memory(
+        self, client_order_ids_recent_max: int, withdrawal_keys_recent_max: int
+    ) -> None:
+        """How many client order ids (besides open orders') and withdrawal keys to keep,
+        from now on and after a rebuild (the defaults suit production; tests shrink them)."""
+        self.client_order_ids_recent_max = client_order_ids_recent_max
+        self.withdrawal_keys_recent_max = withdrawal_keys_recent_max
+        self.exchange.client_order_ids.recent_max = client_order_ids_recent_max
+        self._withdrawals.count_max = withdrawal_keys_recent_max
+
     def _withdraw(self, command: Withdraw) -> asyncio.Future[Entry]:
         """Decided at once, on the same loop as every market's orders (all share the
         accounts): accepted, refused for funds, or a duplicate of the key's first use."""
         self._check_deciding()
         user_id, amount, key = command.user_id, command.amount, command.idempotency_key
-        original = self._withdrawals.get((user_id, key))
+        original = self._withdrawals.get(user_id, key)
         event: Event
         if original is not None:
             event = WithdrawalDuplicate(user_id, key, *original)
@@ -356,7 +382,7 @@ class Engine:
             event = WithdrawalRejected(user_id, amount, key, "insufficient_funds", message)
         else:
             self.last_withdrawal_id += 1
-            self._withdrawals[(user_id, key)] = (self.last_withdrawal_id, amount)
+            self._withdrawals.remember(user_id, key, self.last_withdrawal_id, amount)
             event = WithdrawalAccepted(self.last_withdrawal_id, user_id, amount, key)
         waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         entry = Entry([event], datetime.now(UTC), waiter)

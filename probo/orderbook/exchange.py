@@ -27,6 +27,7 @@ from probo.orderbook.book import (
     kind_side,
     live_orders,
 )
+from probo.orderbook.client_ids import CLIENT_ORDER_IDS_RECENT_MAX, ClientOrderIds
 from probo.orderbook.risk import (
     OPEN_ORDERS_PER_USER_MAX,
     at_open_orders_max,
@@ -183,10 +184,10 @@ def _working_price(
 
 
 class Exchange:
-    def __init__(self) -> None:
+    def __init__(self, client_order_ids_recent_max: int = CLIENT_ORDER_IDS_RECENT_MAX) -> None:
         self.markets: dict[int, Market] = {}
         self._accounts: dict[int, Account] = {}
-        self._order_ids_by_client: dict[tuple[int, str], int] = {}
+        self.client_order_ids = ClientOrderIds(client_order_ids_recent_max)
         self.last_order_id = 0
         self.last_trade_id = 0
         # For the conservation check: every paisa in cash or escrow came in as a credit.
@@ -268,8 +269,11 @@ class Exchange:
         if order_id > self.last_order_id:
             self.last_order_id = order_id
 
-    def restore_client_order_id(self, user_id: int, client_order_id: str, order_id: int) -> None:
-        self._order_ids_by_client[(user_id, client_order_id)] = order_id
+    def restore_client_order_id(
+        self, user_id: int, client_order_id: str, order_id: int, market_id: int
+    ) -> None:
+        """Recovery, in order id order."""
+        self.client_order_ids.restore(user_id, client_order_id, order_id, market_id)
 
     def restore_ids(self, last_order_id: int, last_trade_id: int) -> None:
         self.last_order_id = max(self.last_order_id, last_order_id)
@@ -285,6 +289,9 @@ class Exchange:
             for user_id, p in market.positions.items()
             if p.yes or p.no
         }
+
+    def _is_resting(self, market_id: int, order_id: int) -> bool:
+        return order_id in self.markets[market_id].book.orders
 
     def order_market(self, order_id: int, user_id: int) -> int | None:
         """The market of the user's open order `order_id`, or None."""
@@ -462,7 +469,7 @@ class Exchange:
         user_id = command.user_id
         client_order_id = command.client_order_id
         if client_order_id is not None:
-            original = self._order_ids_by_client.get((user_id, client_order_id))
+            original = self.client_order_ids.order_id(user_id, client_order_id)
             if original is not None:
                 return [
                     OrderDuplicate(
@@ -569,7 +576,9 @@ class Exchange:
         taker.order_id = order_id
         client_order_id = taker.client_order_id
         if client_order_id is not None:
-            self._order_ids_by_client[(taker.user_id, client_order_id)] = order_id
+            self.client_order_ids.remember(
+                taker.user_id, client_order_id, order_id, taker.market.market_id, self._is_resting
+            )
         kind = taker.kind
         return [
             OrderAccepted(

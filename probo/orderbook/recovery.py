@@ -18,12 +18,15 @@ import msgspec
 from loguru import logger
 
 from probo.orderbook import store
+from probo.orderbook.client_ids import CLIENT_ORDER_IDS_RECENT_MAX
 from probo.orderbook.exchange import Exchange
+from probo.orderbook.keys import WITHDRAWAL_KEYS_RECENT_MAX
 
 
 class Recovered(msgspec.Struct):
     exchange: Exchange
-    withdrawals: dict[tuple[int, str], tuple[int, int]]
+    # ((user id, key), (withdrawal id, amount)) of the most recent, oldest first
+    withdrawals: list[tuple[tuple[int, str], tuple[int, int]]]
     last_withdrawal_id: int
     closes_at: dict[int, float]  # open and paused markets' closing times (epoch seconds)
     users: int
@@ -33,9 +36,17 @@ class Recovered(msgspec.Struct):
     included_transfer_ids: list[int] = []
 
 
-async def recover(pool: asyncpg.Pool) -> Recovered:
+async def recover(
+    pool: asyncpg.Pool,
+    *,
+    client_order_ids_recent_max: int = CLIENT_ORDER_IDS_RECENT_MAX,
+    withdrawal_keys_recent_max: int = WITHDRAWAL_KEYS_RECENT_MAX,
+) -> Recovered:
+    """The engine's state as one snapshot of Postgres holds it: users' cash, markets,
+    positions, open orders, and the client order ids and withdrawal keys of open orders
+    and of the most recent (what is older is Postgres's to remember)."""
     started = time.perf_counter()
-    exchange = Exchange()
+    exchange = Exchange(client_order_ids_recent_max)
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
         users = await store.user_ids(conn)
         for user_id in users:
@@ -51,11 +62,14 @@ async def recover(pool: asyncpg.Pool) -> Recovered:
         async for row in store.open_orders(conn):
             exchange.restore_order(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
             open_orders += 1
-        async for row in store.client_order_ids(conn):
-            exchange.restore_client_order_id(row[0], row[1], row[2])
+        async for row in store.client_order_ids(conn, exchange.client_order_ids.recent_max):
+            exchange.restore_client_order_id(row[0], row[1], row[2], row[3])
         ids = await store.last_ids(conn)
         exchange.restore_ids(ids["orders"], ids["trades"])
-        withdrawals = {(r[0], r[1]): (r[2], r[3]) for r in await store.withdrawal_keys(conn)}
+        withdrawals = [
+            ((r[0], r[1]), (r[2], r[3]))
+            for r in await store.recent_withdrawal_keys(conn, withdrawal_keys_recent_max)
+        ]
         # Under repeatable read this deletes only rows this snapshot can see: the
         # credits already inside the balances just read.
         included = await store.clear_credit_outbox(conn)

@@ -50,10 +50,17 @@ def open_orders(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
     )
 
 
-def client_order_ids(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
-    """(user_id, client_order_id, id) of every order placed with one."""
+def client_order_ids(conn: asyncpg.Connection, recent_max: int) -> AsyncIterator[asyncpg.Record]:
+    """(user_id, client_order_id, id, market_id) of the open orders placed with one and
+    of the `recent_max` newest others, in order id order."""
     return conn.cursor(
-        "SELECT user_id, client_order_id, id FROM orders WHERE client_order_id IS NOT NULL",
+        "SELECT user_id, client_order_id, id, market_id FROM orders "
+        "WHERE client_order_id IS NOT NULL AND status = 'open' "
+        "UNION "
+        "(SELECT user_id, client_order_id, id, market_id FROM orders "
+        " WHERE client_order_id IS NOT NULL ORDER BY id DESC LIMIT $1) "
+        "ORDER BY id",
+        recent_max,
         prefetch=ORDER_FETCH_BATCH,
     )
 
@@ -69,9 +76,14 @@ async def last_ids(conn: asyncpg.Connection) -> asyncpg.Record:
     return row
 
 
-async def withdrawal_keys(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """(user_id, idempotency_key, id, amount) of every withdrawal."""
-    return await conn.fetch("SELECT user_id, idempotency_key, id, amount FROM withdrawals")
+async def recent_withdrawal_keys(conn: asyncpg.Connection, count_max: int) -> list[asyncpg.Record]:
+    """(user_id, idempotency_key, id, amount) of the `count_max` newest withdrawals,
+    oldest first."""
+    return await conn.fetch(
+        "SELECT * FROM (SELECT user_id, idempotency_key, id, amount FROM withdrawals "
+        "               ORDER BY id DESC LIMIT $1) AS recent ORDER BY id",
+        count_max,
+    )
 
 
 # --- the credit outbox -------------------------------------------------------------------

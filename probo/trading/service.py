@@ -14,10 +14,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections import OrderedDict
 
 import asyncpg
 
 from probo.infra import Settings, connection, metrics
+from probo.ledger import EntryRepeatsKey
 from probo.orderbook import (
     Backpressure,
     CancelAll,
@@ -49,6 +51,7 @@ from probo.trading.types import (
 from probo.trading.views import order_from_events
 from probo.web import ApiError, not_found, page, rate_limited, unavailable
 
+REPEATERS_TRACKED_MAX = 10_000
 UNCONFIRMED = "not confirmed in time; it may still complete: look it up by client_order_id"
 # HTTP status per engine rejection; anything not listed is 422.
 REJECT_STATUS = {"not_found": 404, "market_not_open": 409, "order_not_open": 409}
@@ -58,12 +61,31 @@ def rejection(event: OrderRejected) -> ApiError:
     return ApiError(REJECT_STATUS.get(event.code, 422), event.code, event.message)
 
 
+class RecentUsers:
+    """User ids, at most `count_max`: the one added longest ago is forgotten first."""
+
+    def __init__(self, count_max: int) -> None:
+        self.count_max = count_max
+        self._users: OrderedDict[int, None] = OrderedDict()
+
+    def __contains__(self, user_id: int) -> bool:
+        return user_id in self._users
+
+    def add(self, user_id: int) -> None:
+        self._users[user_id] = None
+        if len(self._users) > self.count_max:
+            self._users.popitem(last=False)
+
+
 class TradingService:
     def __init__(self, *, settings: Settings, pool: asyncpg.Pool, engine: Engine) -> None:
         self._pool = pool
         self._engine = engine
         self._ack_timeout_s = settings.ack_timeout_ms / 1000
         self._limiter = OrderRateLimiter(settings.order_rate_limit)
+        # Users who repeated a client order id older than the engine remembers: their
+        # ids the engine does not know are looked up in Postgres before they can trade.
+        self._repeaters = RecentUsers(REPEATERS_TRACKED_MAX)
 
     # --- commands ------------------------------------------------------------------------
 
@@ -73,14 +95,36 @@ class TradingService:
         if wait_s:
             metrics.ORDERS.labels("rate_limited").inc()
             raise rate_limited(math.ceil(wait_s), "too many orders; slow down")
+        command = self._command(user_id, request)
+        client_order_id = command.client_order_id
+        if client_order_id is not None and self._may_repeat_an_old_id(user_id, client_order_id):
+            stored = await self._stored_order(user_id, client_order_id)
+            if stored is not None:
+                metrics.ORDERS.labels("duplicate").inc()
+                return stored, False
+        try:
+            entry = await self._decided(command)
+        except EntryRepeatsKey:
+            assert client_order_id is not None, "only a client order id repeats"
+            self._repeaters.add(user_id)
+            metrics.ORDERS.labels("duplicate").inc()
+            return await self._original(user_id, client_order_id), False
+        first = entry.events[0]
+        if type(first) is OrderAccepted:
+            metrics.ORDERS.labels("accepted").inc()
+            return order_from_events(entry), True
+        if type(first) is OrderDuplicate:
+            metrics.ORDERS.labels("duplicate").inc()
+            return await self._original(user_id, first.client_order_id), False
+        metrics.ORDERS.labels("rejected").inc()
+        raise rejection(first)  # type: ignore[arg-type]
+
+    def _command(self, user_id: int, request: OrderRequest) -> PlaceOrder:
+        """The engine's command for `request`; refused here past the market's closes_at."""
         # The request's type settles the shape (a limit order has a price, a market
         # order none and ioc only); the engine judges the price against the tick.
         if type(request) is LimitOrderRequest:
-            order_type, price, time_in_force = (
-                "limit",
-                request.price,
-                request.time_in_force or "gtc",
-            )
+            order_type, price, time_in_force = "limit", request.price, request.time_in_force
         else:
             order_type, price, time_in_force = "market", None, "ioc"
         closes_at = self._engine.closes_at.get(request.market_id)
@@ -88,7 +132,7 @@ class TradingService:
             # Past its closing time, even before the market clock has closed it.
             metrics.ORDERS.labels("rejected").inc()
             raise ApiError(409, "market_not_open", "the market has passed its closes_at")
-        command = PlaceOrder(
+        return PlaceOrder(
             user_id=user_id,
             market_id=request.market_id,
             outcome=request.outcome,
@@ -96,23 +140,28 @@ class TradingService:
             type=order_type,
             quantity=request.quantity,
             price=price,
-            time_in_force=time_in_force,  # type: ignore[arg-type]
+            time_in_force=time_in_force or "gtc",  # type: ignore[arg-type]
             client_order_id=request.client_order_id,
         )
-        entry = await self._decided(command)
-        first = entry.events[0]
-        if type(first) is OrderAccepted:
-            metrics.ORDERS.labels("accepted").inc()
-            return order_from_events(entry), True
-        if type(first) is OrderDuplicate:
-            metrics.ORDERS.labels("duplicate").inc()
-            async with connection(self._pool) as conn:
-                original = await store.order_by_client_id(conn, user_id, first.client_order_id)
-            if original is None:  # committed before the duplicate was answered: cannot be missing
-                raise unavailable("the original order is not readable yet; retry", 1)
-            return original, False
-        metrics.ORDERS.labels("rejected").inc()
-        raise rejection(first)  # type: ignore[arg-type]
+
+    def _may_repeat_an_old_id(self, user_id: int, client_order_id: str) -> bool:
+        """Whether this id may be one the engine has forgotten: only for a user who has
+        repeated such an id before (the engine remembers open orders' and recent ids)."""
+        return (
+            user_id in self._repeaters
+            and self._engine.exchange.client_order_ids.order_id(user_id, client_order_id) is None
+        )
+
+    async def _stored_order(self, user_id: int, client_order_id: str) -> Order | None:
+        async with connection(self._pool) as conn:
+            return await store.order_by_client_id(conn, user_id, client_order_id)
+
+    async def _original(self, user_id: int, client_order_id: str) -> Order:
+        """The order first placed with this id: committed before its repeat is answered."""
+        original = await self._stored_order(user_id, client_order_id)
+        if original is None:  # cannot be missing
+            raise unavailable("the original order is not readable yet; retry", 1)
+        return original
 
     async def cancel(self, user_id: int, order_id: int) -> Order:
         market_id = self._engine.exchange.order_market(order_id, user_id)

@@ -22,6 +22,7 @@ from probo import ledger
 from probo.auth import AfterCommit
 from probo.infra import Settings, connection, metrics
 from probo.kyc import kyc_status_of
+from probo.ledger import EntryRepeatsKey
 from probo.orderbook import (
     Engine,
     EngineMirror,
@@ -260,14 +261,23 @@ class WalletService:
             )
         async with connection(self._pool) as conn:
             kyc_status = await kyc_status_of(conn, user_id)
+            # A key's first use is read here: the engine remembers only recent ones.
+            original = await store.withdrawal_by_key(conn, user_id, idempotency_key)
         if kyc_status != "VERIFIED":
             raise ApiError(403, "kyc_required", "withdrawals need verified KYC")
-        entry = await decided(
-            self._engine,
-            Withdraw(user_id, amount, idempotency_key),
-            timeout_s=settings.ack_timeout_ms / 1000,
-            unconfirmed="not confirmed in time; it may still complete: retry with the same key",
-        )
+        if original is not None:
+            return _repeated(original, amount), False
+        try:
+            entry = await decided(
+                self._engine,
+                Withdraw(user_id, amount, idempotency_key),
+                timeout_s=settings.ack_timeout_ms / 1000,
+                unconfirmed="not confirmed in time; it may still complete: retry with the same key",
+            )
+        except EntryRepeatsKey:  # its first use committed after the read above
+            return _repeated(
+                await self._committed_withdrawal(user_id, idempotency_key), amount
+            ), False
         event = entry.events[0]
         if type(event) is WithdrawalDuplicate:
             if event.amount != amount:
@@ -293,3 +303,10 @@ class WalletService:
             "an engine-accepted withdrawal is missing after its duplicate committed"
         )
         return withdrawal
+
+
+def _repeated(original: Withdrawal, amount: int) -> Withdrawal:
+    """The answer to a key used before: its withdrawal, if this one asked the same."""
+    if original.amount != amount:
+        raise idempotency_conflict()
+    return original

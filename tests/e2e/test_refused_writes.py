@@ -13,12 +13,16 @@ import httpx
 import pytest_asyncio
 from litestar import Litestar
 
-from probo.services import services_of
 from tests.conftest import assert_error
 from tests.refusals import ACCEPT_POISONED_ORDERS, POISON_PREFIX, REFUSE_POISONED_ORDERS
-from tests.trading import create_market, engine_differences, funded_trader, live_audit
-
-REBUILD_POLLS_MAX = 500
+from tests.trading import (
+    create_market,
+    engine_differences,
+    engine_rebuilt,
+    funded_trader,
+    live_audit,
+    metric_value,
+)
 
 
 @pytest_asyncio.fixture
@@ -28,18 +32,6 @@ async def poisoned(db: asyncpg.Pool) -> AsyncIterator[None]:
         yield
     finally:
         await db.execute(ACCEPT_POISONED_ORDERS)
-
-
-async def _rebuilt(app: Litestar) -> None:
-    for _ in range(REBUILD_POLLS_MAX):
-        if not services_of(app).engine.paused:
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the engine was not rebuilt")
-
-
-def _metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 async def test_a_refused_order_fails_alone_and_trading_goes_on(
@@ -72,7 +64,7 @@ async def test_a_refused_order_fails_alone_and_trading_goes_on(
     if a_after.status_code != 201:
         assert_error(a_after, 503, "unavailable")
         assert a_after.headers["Retry-After"] == "1"
-    await _rebuilt(app)
+    await engine_rebuilt(app)
 
     # Market A trades again, against the order acknowledged before.
     taker = await a2.placed(market_a, "no", "buy", 5, 600)
@@ -95,4 +87,4 @@ async def test_a_refused_order_fails_alone_and_trading_goes_on(
         'probo_ledger_entries_not_recorded_total{reason="refused"}',
         "probo_engine_rebuilds_total",
     ):
-        assert _metric(metrics_after, name) == _metric(metrics_before, name) + 1, name
+        assert metric_value(metrics_after, name) == metric_value(metrics_before, name) + 1, name
