@@ -8,7 +8,7 @@ never an expected path.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -206,7 +206,8 @@ def _internal_handler(request: Request, exc: Exception) -> Response[dict[str, An
     return _response(HTTP_500_INTERNAL_SERVER_ERROR, "internal_error", "internal error")
 
 
-exception_handlers = {
+# Each handler takes its own exception type: the mapping is typed loosely on purpose.
+exception_handlers: dict[type[BaseException], Callable[..., Response[dict[str, Any]]]] = {
     ApiError: _api_error_handler,
     ValidationException: _validation_handler,
     NotAuthorizedException: _http_handler,
