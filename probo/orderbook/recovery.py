@@ -61,8 +61,11 @@ async def recover(
         open_orders = 0
         async for row in store.open_orders(conn):
             exchange.restore_order(row[0], row[1], row[2], row[3], row[4], row[5], row[6])
+            if row[7] is not None:
+                exchange.restore_client_order_id(row[1], row[7], row[0], row[2])
             open_orders += 1
-        async for row in store.client_order_ids(conn, exchange.client_order_ids.recent_max):
+        recent_max = exchange.client_order_ids.recent_max
+        for row in await store.recent_closed_client_order_ids(conn, recent_max):
             exchange.restore_client_order_id(row[0], row[1], row[2], row[3])
         ids = await store.last_ids(conn)
         exchange.restore_ids(ids["orders"], ids["trades"])

@@ -41,28 +41,27 @@ async def held_positions(conn: asyncpg.Connection) -> list[asyncpg.Record]:
 
 
 def open_orders(conn: asyncpg.Connection) -> AsyncIterator[asyncpg.Record]:
-    """(id, user_id, market_id, outcome, side, price, remaining) in id order: each
-    level's time priority."""
+    """(id, user_id, market_id, outcome, side, price, remaining, client_order_id) in id
+    order: each level's time priority."""
     return conn.cursor(
-        "SELECT id, user_id, market_id, outcome, side, price, quantity - filled_quantity "
-        "FROM orders WHERE status = 'open' ORDER BY id",
+        "SELECT id, user_id, market_id, outcome, side, price, quantity - filled_quantity, "
+        "client_order_id FROM orders WHERE status = 'open' ORDER BY id",
         prefetch=ORDER_FETCH_BATCH,
     )
 
 
-def client_order_ids(conn: asyncpg.Connection, recent_max: int) -> AsyncIterator[asyncpg.Record]:
-    """(user_id, client_order_id, id, market_id) of the open orders placed with one and
-    of the `recent_max` newest others, in order id order."""
-    return conn.cursor(
+async def recent_closed_client_order_ids(
+    conn: asyncpg.Connection, count_max: int
+) -> list[asyncpg.Record]:
+    """(user_id, client_order_id, id, market_id) of the `count_max` newest orders placed
+    with one and no longer open, oldest first."""
+    rows = await conn.fetch(
         "SELECT user_id, client_order_id, id, market_id FROM orders "
-        "WHERE client_order_id IS NOT NULL AND status = 'open' "
-        "UNION "
-        "(SELECT user_id, client_order_id, id, market_id FROM orders "
-        " WHERE client_order_id IS NOT NULL ORDER BY id DESC LIMIT $1) "
-        "ORDER BY id",
-        recent_max,
-        prefetch=ORDER_FETCH_BATCH,
+        "WHERE client_order_id IS NOT NULL AND status <> 'open' ORDER BY id DESC LIMIT $1",
+        count_max,
     )
+    rows.reverse()
+    return rows
 
 
 async def last_ids(conn: asyncpg.Connection) -> asyncpg.Record:
