@@ -13,7 +13,7 @@ from litestar import Litestar, Request
 from litestar.types import Receive, Scope, Send
 from loguru import logger
 
-from probo import auth, health, kyc, markets, realtime, referral, trading, wallet
+from probo import auth, health, kyc, markets, payments, realtime, referral, trading, wallet
 from probo.infra import (
     Settings,
     collector,
@@ -58,17 +58,17 @@ class _ProboApp(Litestar):
 def create_app(
     settings: Settings,
     *,
-    gateway: wallet.PaymentGateway | None = None,
+    provider: payments.PaymentProvider | None = None,
     sms: auth.SmsProvider | None = None,
 ) -> Litestar:
-    """The HTTP application. `gateway` and `sms` replace the configured ones (tests)."""
+    """The HTTP application. `provider` and `sms` replace the configured ones (tests)."""
     assert settings.database_url and settings.redis_url, (
         "resolve embedded servers before create_app"
     )
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        async with _serving(app, settings, gateway, sms):
+        async with _serving(app, settings, provider, sms):
             yield
 
     return _ProboApp(
@@ -105,7 +105,7 @@ def create_app(
 async def _serving(
     app: Litestar,
     settings: Settings,
-    gateway: wallet.PaymentGateway | None,
+    provider: payments.PaymentProvider | None,
     sms: auth.SmsProvider | None,
 ) -> AsyncIterator[None]:
     """Connect, recover, build the services, start the background tasks; serve; then
@@ -119,13 +119,15 @@ async def _serving(
         stack.push_async_callback(subscriber.aclose)
         sms_provider = sms or _sms_provider(settings)
         stack.push_async_callback(sms_provider.close)
+        payment_provider = provider or _payment_provider(settings)
+        stack.push_async_callback(payment_provider.close)
         async with pool.acquire() as conn:
             await migrate(conn)
         revocations = auth.RevocationList(
             pool, redis, settings.redis_key_prefix, subscriber=subscriber
         )
         services = await _recovered_services(
-            settings, pool, redis, revocations, gateway, sms_provider
+            settings, pool, redis, revocations, payment_provider, sms_provider
         )
         stack.callback(collector.restore)
         await revocations.load()  # before ready: a restart never forgets a logout
@@ -143,7 +145,7 @@ async def _recovered_services(
     pool: asyncpg.Pool,
     redis: aioredis.Redis,
     revocations: auth.RevocationList,
-    gateway: wallet.PaymentGateway | None,
+    payment_provider: payments.PaymentProvider,
     sms_provider: auth.SmsProvider,
 ) -> Services:
     """The engine recovered from Postgres, the ledger writer loaded and attached, the
@@ -171,7 +173,7 @@ async def _recovered_services(
         pool=pool,
         engine=engine,
         mirror=mirror,
-        gateway=gateway or wallet.SimulatedGateway(),
+        provider=payment_provider,
     )
     return Services(
         settings=settings,
@@ -212,6 +214,17 @@ def _sms_provider(settings: Settings) -> auth.SmsProvider:
     )
 
 
+def _payment_provider(settings: Settings) -> payments.PaymentProvider:
+    if settings.payments_provider == "cashfree":
+        return payments.CashfreeProvider(
+            client_id=settings.cashfree_client_id,
+            client_secret=settings.cashfree_client_secret,
+            pg_base_url=settings.cashfree_base_url,
+            payout_base_url=settings.cashfree_payout_base_url,
+        )
+    return payments.SimulatedProvider()
+
+
 def _start_background(
     services: Services, revocations: auth.RevocationList
 ) -> list[asyncio.Task[None]]:
@@ -226,6 +239,12 @@ def _start_background(
         asyncio.create_task(revocations.listen(), name="revocations"),
         asyncio.create_task(markets.run_market_clock(services.markets), name="market-clock"),
         asyncio.create_task(services.mirror.run_reconciler(), name="credit-reconciler"),
+        asyncio.create_task(
+            wallet.run_payments_reconciler(
+                services.wallet, services.settings.payments_reconcile_after_s
+            ),
+            name="payments-reconciler",
+        ),
     ]
     return background
 

@@ -26,7 +26,7 @@ import pytest
 import pytest_asyncio
 import redis.asyncio as aioredis
 
-from probo import auth, kyc, markets, referral, trading, wallet
+from probo import auth, kyc, markets, payments, referral, trading, wallet
 from probo.app import create_app
 from probo.infra import Settings
 from probo.kyc.types import KycSubmission
@@ -73,11 +73,11 @@ class RecordingSms:
 
 @asynccontextmanager
 async def running_services(
-    settings: Settings, *, gateway: wallet.PaymentGateway | None = None
+    settings: Settings, *, provider: payments.PaymentProvider | None = None
 ) -> AsyncIterator[Services]:
     """Every service, built and started as the app does it, and stopped after."""
     sms = RecordingSms()
-    app = create_app(settings, gateway=gateway, sms=sms)
+    app = create_app(settings, provider=provider, sms=sms)
     started = asyncio.Event()
     stopping = asyncio.Event()
 
@@ -116,9 +116,9 @@ async def running_services(
 
 
 @pytest.fixture(scope="module")
-def payment_gateway() -> wallet.PaymentGateway | None:
-    """The gateway deposits go through; None is the app's own (simulated). A test
-    module overrides this fixture to script the gateway's answers."""
+def payment_provider() -> payments.PaymentProvider | None:
+    """The provider deposits and payouts go through; None is the app's own
+    (simulated). A test module overrides this fixture to script its answers."""
     return None
 
 
@@ -126,7 +126,7 @@ def payment_gateway() -> wallet.PaymentGateway | None:
 async def services(
     server_urls: tuple[str, str],
     tmp_path_factory: pytest.TempPathFactory,
-    payment_gateway: wallet.PaymentGateway | None,
+    payment_provider: payments.PaymentProvider | None,
 ) -> AsyncIterator[Services]:
     """The services of one test module, on a database and a Redis prefix of its own;
     the ledger must hold when the module is done."""
@@ -136,7 +136,7 @@ async def services(
     outbox = tmp_path_factory.mktemp("sms") / "outbox.jsonl"  # unused: SMS are recorded
     settings = make_settings(database_url, redis_url, prefix, outbox)
     try:
-        async with running_services(settings, gateway=payment_gateway) as running:
+        async with running_services(settings, provider=payment_provider) as running:
             yield running
         conn = await asyncpg.connect(database_url)
         try:
@@ -180,7 +180,7 @@ async def funded_user(services: Services, deposit: int) -> int:
     """A new user holding the signup bonus plus `deposit` paise."""
     user_id = await sign_up(services)
     if deposit:
-        await services.wallet.deposit(user_id, deposit, uuid.uuid4().hex)
+        await services.wallet.deposits.create(user_id, deposit, uuid.uuid4().hex)
     return user_id
 
 

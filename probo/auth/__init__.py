@@ -11,7 +11,7 @@ from probo.auth.otp import OtpStore
 from probo.auth.revocations import RevocationList
 from probo.auth.service import AfterCommit, AuthService
 from probo.auth.sms import SmsError, SmsProvider, build_sms_provider
-from probo.auth.store import is_referral_code
+from probo.auth.store import is_referral_code, phone_of
 from probo.auth.tokens import Claims, InvalidToken, TokenIssuer
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "build_sms_provider",
     "dependencies",
     "is_foreign_origin",
+    "phone_of",
     "is_referral_code",
     "route_handlers",
     "session_token",

@@ -10,6 +10,7 @@ from probo.infra.config import (
     Settings,
     load_settings,
     prod_warnings,
+    public_url,
 )
 from probo.infra.db import (
     CONFLICT_ERRORS,
@@ -73,6 +74,7 @@ __all__ = [
     "normalise_phone",
     "ping",
     "prod_warnings",
+    "public_url",
     "request_context_middleware",
     "start_postgres",
     "start_redis",

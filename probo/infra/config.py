@@ -18,6 +18,9 @@ from probo.infra.phone import InvalidPhone, normalise_phone
 DEV_JWT_SECRET = "probo-dev-secret-do-not-use-in-production"
 JWT_SECRET_LENGTH_MIN = 32
 SMS_PROVIDERS = ("outbox", "console", "twilio")
+PAYMENTS_PROVIDERS = ("simulated", "cashfree")
+CASHFREE_PG_BASE_URL = "https://api.cashfree.com/pg"
+CASHFREE_PAYOUT_BASE_URL = "https://api.cashfree.com/payout"
 RECONCILE_INTERVAL_MIN_S = 0.05
 RECONCILE_INTERVAL_MAX_S = 3600.0
 DEPOSIT_AMOUNT_MIN = 100  # paise; the wire types state the same range (probo/wallet/types.py)
@@ -62,6 +65,20 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     referral_bonus: int = 1000
     deposit_amount_min: int = DEPOSIT_AMOUNT_MIN
     deposit_amount_max: int = DEPOSIT_AMOUNT_MAX
+
+    # Money in and out (SPEC §11). `simulated` completes at once; `cashfree` waits for
+    # the provider's word (a signed webhook, or the reconciler's status check).
+    payments_provider: Literal["simulated", "cashfree"] = "simulated"
+    cashfree_client_id: str = ""
+    cashfree_client_secret: str = ""
+    cashfree_base_url: str = CASHFREE_PG_BASE_URL
+    cashfree_payout_base_url: str = CASHFREE_PAYOUT_BASE_URL
+    # Where the provider reaches this server (webhooks) and sends the user back after
+    # checkout; None means http://{host}:{port}.
+    public_url: str | None = None
+    payments_reconcile_after_s: int = 300
+    withdrawal_fee_bps: int = 0
+    withdrawal_review_above: int = 1_000_000  # paise; larger withdrawals wait for an admin
 
     order_rate_limit: int = 50
     ack_timeout_ms: int = 5000
@@ -117,6 +134,9 @@ _INT_BOUNDS: dict[str, tuple[str, int, int]] = {
     "PROBO_LEDGER_BACKLOG_MAX": ("ledger_backlog_max", 1, 10_000_000),
     "PROBO_ENGINE_MIRROR_WAIT_MS": ("engine_mirror_wait_ms", 0, 60_000),
     "PROBO_REQUEST_BODY_BYTES_MAX": ("request_body_bytes_max", 1024, 10_000_000),
+    "PROBO_PAYMENTS_RECONCILE_AFTER_S": ("payments_reconcile_after_s", 1, 30 * 24 * 3600),
+    "PROBO_WITHDRAWAL_FEE_BPS": ("withdrawal_fee_bps", 0, 2000),
+    "PROBO_WITHDRAWAL_REVIEW_ABOVE": ("withdrawal_review_above", 0, 10**15),
 }
 _STR_FIELDS = {
     "PROBO_HOST": "host",
@@ -129,6 +149,11 @@ _STR_FIELDS = {
     "PROBO_TWILIO_FROM": "twilio_from",
     "PROBO_TWILIO_BASE_URL": "twilio_base_url",
     "PROBO_LOG_LEVEL": "log_level",
+    "PROBO_CASHFREE_CLIENT_ID": "cashfree_client_id",
+    "PROBO_CASHFREE_CLIENT_SECRET": "cashfree_client_secret",
+    "PROBO_CASHFREE_BASE_URL": "cashfree_base_url",
+    "PROBO_CASHFREE_PAYOUT_BASE_URL": "cashfree_payout_base_url",
+    "PROBO_PUBLIC_URL": "public_url",
 }
 
 
@@ -170,6 +195,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
         if provider not in SMS_PROVIDERS:
             raise ConfigError(f"PROBO_SMS_PROVIDER must be one of {', '.join(SMS_PROVIDERS)}")
         values["sms_provider"] = provider
+    if (raw := env.get("PROBO_PAYMENTS_PROVIDER")) is not None and raw.strip():
+        provider = raw.strip().lower()
+        if provider not in PAYMENTS_PROVIDERS:
+            raise ConfigError(
+                f"PROBO_PAYMENTS_PROVIDER must be one of {', '.join(PAYMENTS_PROVIDERS)}"
+            )
+        values["payments_provider"] = provider
     if (raw := env.get("PROBO_DATA_DIR")) is not None and raw.strip():
         values["data_dir"] = Path(raw.strip())
     data_dir = values.get("data_dir", Path("./.probo"))
@@ -199,6 +231,13 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
     return settings
 
 
+def public_url(settings: Settings) -> str:
+    """The base URL the payment provider calls back and returns users to."""
+    if settings.public_url:
+        return settings.public_url.rstrip("/")
+    return f"http://{settings.host}:{settings.port}"
+
+
 def prod_warnings(settings: Settings) -> list[str]:
     """Allowed but doubtful in production; logged at start."""
     if settings.env == "prod" and settings.sms_provider != "twilio":
@@ -219,12 +258,30 @@ def validate_settings(settings: Settings) -> None:
             "PROBO_SMS_PROVIDER=twilio needs PROBO_TWILIO_ACCOUNT_SID, "
             "PROBO_TWILIO_AUTH_TOKEN and PROBO_TWILIO_FROM"
         )
+    if settings.payments_provider == "cashfree" and not (
+        settings.cashfree_client_id and settings.cashfree_client_secret
+    ):
+        raise ConfigError(
+            "PROBO_PAYMENTS_PROVIDER=cashfree needs PROBO_CASHFREE_CLIENT_ID and "
+            "PROBO_CASHFREE_CLIENT_SECRET"
+        )
     if settings.env == "prod":
-        if settings.jwt_secret == DEV_JWT_SECRET:
-            raise ConfigError("PROBO_ENV=prod needs PROBO_JWT_SECRET")
-        if len(settings.jwt_secret.encode()) < JWT_SECRET_LENGTH_MIN:
-            raise ConfigError(
-                f"PROBO_JWT_SECRET must be at least {JWT_SECRET_LENGTH_MIN} bytes in prod"
-            )
-        if not settings.cookie_secure:
-            raise ConfigError("PROBO_ENV=prod refuses PROBO_COOKIE_SECURE=false")
+        refusals = _prod_refusals(settings)
+        if refusals:  # every one at once: an operator fixes them in one go
+            raise ConfigError("; ".join(refusals))
+
+
+def _prod_refusals(settings: Settings) -> list[str]:
+    refusals = []
+    if settings.jwt_secret == DEV_JWT_SECRET:
+        refusals.append("PROBO_ENV=prod needs PROBO_JWT_SECRET")
+    elif len(settings.jwt_secret.encode()) < JWT_SECRET_LENGTH_MIN:
+        refusals.append(f"PROBO_JWT_SECRET must be at least {JWT_SECRET_LENGTH_MIN} bytes in prod")
+    if not settings.cookie_secure:
+        refusals.append("PROBO_ENV=prod refuses PROBO_COOKIE_SECURE=false")
+    if settings.payments_provider == "simulated":
+        refusals.append(
+            "PROBO_ENV=prod refuses PROBO_PAYMENTS_PROVIDER=simulated: it credits money "
+            "no provider confirmed; set PROBO_PAYMENTS_PROVIDER=cashfree"
+        )
+    return refusals

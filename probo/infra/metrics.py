@@ -27,7 +27,23 @@ ENGINE_MIRROR_FAILURES = Counter(
     "probo_engine_mirror_failures_total",
     "outside credits the engine did not take after every try (the reconciler applies them)",
 )
-DEPOSITS = Counter("probo_deposits_total", "deposits, by result", ["status"])
+DEPOSITS = Counter("probo_deposits_total", "deposits, by the status they reached", ["status"])
+DEPOSITS_RECONCILED = Counter(
+    "probo_deposits_reconciled_total",
+    "pending deposits the reconciler settled after asking the provider, by status",
+    ["status"],
+)
+PAYMENT_WEBHOOKS = Counter(
+    "probo_payment_webhooks_total",
+    "signed payment and payout webhooks, by what they did",
+    ["outcome"],
+)
+PAYMENT_MISMATCHES = Counter(
+    "probo_payment_mismatches_total",
+    "payments whose amount or currency differs from what was asked, or that repeat a "
+    "settled order: not credited, logged at error, for an operator",
+)
+PAYOUTS = Counter("probo_payouts_total", "withdrawals, by the status they reached", ["status"])
 ORDERS = Counter("probo_orders_total", "order commands answered, by result", ["result"])
 LEDGER_BATCH_SECONDS = Histogram(
     "probo_ledger_batch_seconds",

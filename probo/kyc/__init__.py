@@ -2,6 +2,14 @@
 
 from probo.kyc.api import dependencies, route_handlers
 from probo.kyc.service import KycService
-from probo.kyc.store import kyc_status_of
+from probo.kyc.store import kyc_status_of, verified_request
+from probo.kyc.types import KycAdminView
 
-__all__ = ["KycService", "dependencies", "kyc_status_of", "route_handlers"]
+__all__ = [
+    "KycAdminView",
+    "KycService",
+    "dependencies",
+    "kyc_status_of",
+    "route_handlers",
+    "verified_request",
+]

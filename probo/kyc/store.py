@@ -32,6 +32,16 @@ async def latest_request(conn: asyncpg.Connection, user_id: int) -> KycAdminView
     return None if row is None else _request(row)
 
 
+async def verified_request(conn: asyncpg.Connection, user_id: int) -> KycAdminView | None:
+    """The user's verified request (where payouts go); None if they have none."""
+    row = await conn.fetchrow(
+        f"SELECT {_COLUMNS} {_FROM} WHERE k.user_id = $1 AND k.status = 'VERIFIED' "
+        "ORDER BY k.id DESC LIMIT 1",
+        user_id,
+    )
+    return None if row is None else _request(row)
+
+
 async def pan_verified_for_another_user(conn: asyncpg.Connection, pan: str, user_id: int) -> bool:
     return bool(
         await conn.fetchval(

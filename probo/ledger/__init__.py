@@ -9,6 +9,7 @@ from probo.ledger.store import (
     user_transfers,
 )
 from probo.ledger.types import (
+    PAYOUTS_PENDING_ACCOUNT_ID,
     PLATFORM_BANK_ACCOUNT_ID,
     PLATFORM_BONUS_ACCOUNT_ID,
     PLATFORM_FEES_ACCOUNT_ID,
@@ -21,6 +22,7 @@ from probo.ledger.types import (
 from probo.ledger.writer import EngineControl, LedgerWriter
 
 __all__ = [
+    "PAYOUTS_PENDING_ACCOUNT_ID",
     "PLATFORM_BANK_ACCOUNT_ID",
     "PLATFORM_BONUS_ACCOUNT_ID",
     "PLATFORM_FEES_ACCOUNT_ID",

@@ -1,7 +1,8 @@
 """`probo audit`: check the SPEC §3 ledger invariants against a database.
 
 Each breach is reported by name with the offending rows, so an operator can see which
-rule broke and where. Invariant 5 (engine equals Postgres) needs a live engine and is
+rule broke and where. Beyond §3: `payouts_pending` holds exactly what withdrawals on
+their way out owe (SPEC §11). Invariant 5 (engine equals Postgres) needs a live engine and is
 checked by `engine_breaches` with the engine's snapshot.
 """
 
@@ -12,6 +13,7 @@ from collections.abc import Mapping
 import asyncpg
 import msgspec
 
+from probo.ledger.types import PAYOUTS_PENDING_ACCOUNT_ID
 from probo.orderbook import CONTRACT_PAYOUT
 
 BREACH_ROWS_MAX = 20  # rows named per breach; the count says how many there were
@@ -120,6 +122,20 @@ async def ledger_breaches(conn: asyncpg.Connection) -> list[Breach]:
                 Breach(
                     "4-escrow-backs-contracts",
                     _name_rows(rows, "market {id} ({status}) escrow {escrow}, YES {yes}, NO {no}"),
+                )
+            )
+
+        held, owed = await conn.fetchrow(
+            f"SELECT (SELECT balance FROM accounts WHERE id = {PAYOUTS_PENDING_ACCOUNT_ID}), "
+            "(SELECT coalesce(sum(amount), 0) FROM withdrawals "
+            " WHERE status IN ('pending', 'processing'))"
+        )
+        if held != owed:
+            breaches.append(
+                Breach(
+                    "payouts-pending",
+                    f"payouts_pending holds {held} paise but withdrawals pending or processing "
+                    f"owe {owed}",
                 )
             )
 

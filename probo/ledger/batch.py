@@ -1,6 +1,6 @@
 """Events into rows: the pure translation of one batch for the ledger writer.
 
-Money moves as transfers (kind `trade` for every fill, `withdrawal`, and at
+Money moves as transfers (kind `trade` for every fill, `withdrawal` and its `fee`, and at
 resolution `payout` then `fee`), balances as per-account deltas summed over the
 batch, orders as new rows (final state within the batch) or deltas on rows from
 earlier batches, positions as absolute values with an average-cost basis, realised
@@ -22,7 +22,7 @@ from collections.abc import Callable, Generator, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-from probo.ledger.types import PLATFORM_BANK_ACCOUNT_ID, PLATFORM_FEES_ACCOUNT_ID
+from probo.ledger.types import PAYOUTS_PENDING_ACCOUNT_ID, PLATFORM_FEES_ACCOUNT_ID
 from probo.orderbook import (
     CONTRACT_PAYOUT,
     Entry,
@@ -41,6 +41,10 @@ from probo.orderbook import (
 
 STEP_ENTRIES = 256  # entries translated between two pauses of build_batch_in_steps
 STEP_TRANSFERS = 4096  # transfers checked between two pauses (about as long as a step of entries)
+# completed_at, reason, decided_by, decided_at, provider, provider_reference,
+# payout_requested_at, reconciled_at: a withdrawal's lifecycle, which the wallet moves
+# on after commit.
+_WITHDRAWAL_LIFECYCLE_UNSET = (None, None, None, None, None, None, None, None)
 
 
 class PositionCost:
@@ -338,14 +342,20 @@ def _order_canceled(builder: _BatchBuilder, cancel: OrderCanceled, at: datetime)
 def _withdrawal_accepted(
     builder: _BatchBuilder, withdrawal: WithdrawalAccepted, at: datetime
 ) -> None:
-    """The withdrawal row and its transfer to the bank."""
-    withdrawal_id, amount = withdrawal.withdrawal_id, withdrawal.amount
+    """The withdrawal row, its money on the way out (payouts_pending) and its fee."""
+    withdrawal_id, amount, fee = withdrawal.withdrawal_id, withdrawal.amount, withdrawal.fee
+    status = "pending" if withdrawal.held_for_review else "processing"
+    # Whole rows of the table, in its column order (schema.sql): the lifecycle's
+    # columns start empty.
     builder.rows.withdrawals.append(
-        (withdrawal_id, withdrawal.user_id, withdrawal.idempotency_key, amount, "completed", at)
+        (withdrawal_id, withdrawal.user_id, withdrawal.idempotency_key, amount, status, at, fee)
+        + _WITHDRAWAL_LIFECYCLE_UNSET
     )
     cash = builder.cash_accounts[withdrawal.user_id]
-    bank = PLATFORM_BANK_ACCOUNT_ID
-    builder.move(cash, bank, amount, "withdrawal", "withdrawal", withdrawal_id, at)
+    pending = PAYOUTS_PENDING_ACCOUNT_ID
+    builder.move(cash, pending, amount, "withdrawal", "withdrawal", withdrawal_id, at)
+    if fee:
+        builder.move(cash, PLATFORM_FEES_ACCOUNT_ID, fee, "fee", "withdrawal", withdrawal_id, at)
 
 
 def _market_status_changed(

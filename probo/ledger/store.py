@@ -157,7 +157,11 @@ _TRANSFER_COLUMNS = (
     "ref_id",
     "created_at",
 )
-_WITHDRAWAL_COLUMNS = ("id", "user_id", "idempotency_key", "amount", "status", "created_at")
+_WITHDRAWAL_COLUMNS = (
+    "id", "user_id", "idempotency_key", "amount", "status", "created_at", "fee", "completed_at",
+    "reason", "decided_by", "decided_at", "provider", "provider_reference", "payout_requested_at",
+    "reconciled_at",
+)  # fmt: skip
 
 _UPDATE_ORDERS = """
 UPDATE orders AS o SET

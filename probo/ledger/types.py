@@ -13,6 +13,8 @@ from probo.web import ApiError
 PLATFORM_BONUS_ACCOUNT_ID = 1
 PLATFORM_BANK_ACCOUNT_ID = 2
 PLATFORM_FEES_ACCOUNT_ID = 3
+# Withdrawals the engine let leave users, until the provider pays them out (SPEC §11).
+PAYOUTS_PENDING_ACCOUNT_ID = 4
 
 
 class Transfer(msgspec.Struct, frozen=True):

@@ -1,6 +1,7 @@
 """Commands that mirror outside credits into the engine (SPEC §4).
 
-Credits from outside trading (signup bonus, referral bonus, deposits) commit in
+Credits from outside trading (signup bonus, referral bonus, deposits, withdrawals
+returned by a failed or rejected payout) commit in
 Postgres first; each one is then handed to the engine as one of these commands. The
 ledger transfer id makes every command idempotent.
 """
@@ -13,7 +14,7 @@ import msgspec
 
 from probo.web import ApiError
 
-CreditCommand = Literal["INIT_BALANCE", "REFERRAL_CREDIT", "DEPOSIT"]
+CreditCommand = Literal["INIT_BALANCE", "REFERRAL_CREDIT", "DEPOSIT", "WITHDRAWAL_REVERSAL"]
 
 
 class CreateUser(msgspec.Struct, frozen=True):

@@ -377,13 +377,17 @@ class Engine:
         event: Event
         if original is not None:
             event = WithdrawalDuplicate(user_id, key, *original)
-        elif not self.exchange.withdraw(user_id, amount):
-            message = f"{amount} paise are not available to withdraw"
+        elif not self.exchange.withdraw(user_id, amount + command.fee):
+            message = f"{amount + command.fee} paise are not available to withdraw"
+            if command.fee:
+                message += f" (the amount and a fee of {command.fee} paise)"
             event = WithdrawalRejected(user_id, amount, key, "insufficient_funds", message)
         else:
             self.last_withdrawal_id += 1
             self._withdrawals.remember(user_id, key, self.last_withdrawal_id, amount)
-            event = WithdrawalAccepted(self.last_withdrawal_id, user_id, amount, key)
+            event = WithdrawalAccepted(
+                self.last_withdrawal_id, user_id, amount, key, command.fee, command.held_for_review
+            )
         waiter: asyncio.Future[Entry] = asyncio.get_running_loop().create_future()
         entry = Entry([event], datetime.now(UTC), waiter)
         if self.watched_users and type(event) is WithdrawalAccepted:

@@ -109,11 +109,15 @@ MarketCommand = PauseMarket | ResumeMarket | CloseMarket | ResolveMarket
 
 
 class Withdraw(msgspec.Struct, frozen=True, gc=False):
-    """Take `amount` out of the user's available cash (to the bank), once per key."""
+    """Take `amount` plus `fee` out of the user's available cash, once per key: the
+    amount toward the user's bank, the fee to the platform. `held_for_review` records
+    that an admin decides before the payout is sent."""
 
     user_id: int
     amount: int
     idempotency_key: str
+    fee: int = 0
+    held_for_review: bool = False
 
 
 class OrderAccepted(msgspec.Struct, frozen=True, gc=False):
@@ -190,12 +194,15 @@ class MarketStatusChanged(msgspec.Struct, frozen=True, gc=False):
 
 
 class WithdrawalAccepted(msgspec.Struct, frozen=True, gc=False):
-    """Cash the engine let leave a user's account (to the bank)."""
+    """Cash the engine let leave a user's account: `amount` toward the bank (held in
+    payouts_pending until the provider pays it out) and `fee` to the platform."""
 
     withdrawal_id: int
     user_id: int
     amount: int
     idempotency_key: str
+    fee: int = 0
+    held_for_review: bool = False
 
 
 class WithdrawalRejected(msgspec.Struct, frozen=True, gc=False):

@@ -52,17 +52,34 @@ class DepositRequest(msgspec.Struct, forbid_unknown_fields=True):
     idempotency_key: IdempotencyKey
 
 
+DepositStatus = Literal["pending", "completed", "failed", "review"]
+WithdrawalStatus = Literal["pending", "processing", "completed", "failed", "rejected"]
+
+
+class Checkout(msgspec.Struct):
+    """What the payer's browser needs to open the provider's checkout."""
+
+    order_id: str
+    payment_session_id: str
+
+
 class Deposit(msgspec.Struct):
     id: int
     amount: int
-    status: Literal["pending", "succeeded", "failed"]
+    status: DepositStatus
+    provider: str
     idempotency_key: str
-    gateway: str
-    gateway_reference: str | None
-    failure_reason: str | None
-    transfer_id: int | None
     created_at: datetime
     completed_at: datetime | None
+    checkout: Checkout | None = None  # while the provider waits for the payer
+    reason: str | None = None  # why it failed, or why it is under review
+    provider_reference: str | None = None  # the provider's payment id
+    transfer_id: int | None = None  # the credit, once completed
+
+
+class DepositPage(msgspec.Struct):
+    items: list[Deposit]
+    next_cursor: str | None
 
 
 class WithdrawalRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -73,6 +90,44 @@ class WithdrawalRequest(msgspec.Struct, forbid_unknown_fields=True):
 class Withdrawal(msgspec.Struct):
     id: int
     amount: int
-    status: Literal["completed"]
+    fee: int
+    status: WithdrawalStatus
     idempotency_key: str
     created_at: datetime
+    completed_at: datetime | None
+    reason: str | None = None  # why it failed or was rejected
+
+
+class WithdrawalPage(msgspec.Struct):
+    items: list[Withdrawal]
+    next_cursor: str | None
+
+
+class AdminWithdrawal(msgspec.Struct):
+    """A withdrawal as an admin reviews it: whose, to which account, and its payout."""
+
+    id: int
+    user_id: int
+    phone: str
+    amount: int
+    fee: int
+    status: WithdrawalStatus
+    reason: str | None
+    bank_account: str | None  # unmasked, admins only
+    ifsc: str | None
+    provider: str | None
+    provider_reference: str | None
+    decided_by: int | None
+    decided_at: datetime | None
+    created_at: datetime
+    completed_at: datetime | None
+
+
+class AdminWithdrawalPage(msgspec.Struct):
+    items: list[AdminWithdrawal]
+    next_cursor: str | None
+
+
+class WithdrawalDecision(msgspec.Struct, forbid_unknown_fields=True):
+    decision: Literal["APPROVED", "REJECTED"]
+    reason: Annotated[StorableText, msgspec.Meta(max_length=500)] | None = None

@@ -304,7 +304,7 @@ async def test_wrong_method_is_405_with_the_error_shape(
         ("PUT", "/api/v1/auth/verify"),
         ("DELETE", "/api/v1/wallet"),
         ("PATCH", "/api/v1/kyc"),
-        ("GET", "/api/v1/wallet/deposits"),
+        ("PUT", "/api/v1/wallet/deposits"),
         ("DELETE", "/api/v1/referrals"),
         ("GET", f"/api/v1/admin/kyc/{NO_SUCH_KYC_ID}/decision"),
     ):

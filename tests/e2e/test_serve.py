@@ -160,3 +160,20 @@ def test_prod_refuses_insecure_cookies(server_dir: Path) -> None:
     )
     assert result.returncode == 2
     assert "PROBO_COOKIE_SECURE" in result.stderr
+
+
+def test_prod_refuses_to_start_with_the_simulated_payments_provider(server_dir: Path) -> None:
+    env = _clean_env(server_dir, free_port()) | {
+        "PROBO_ENV": "prod",
+        "PROBO_JWT_SECRET": "s" * 40,
+        "PROBO_PAYMENTS_PROVIDER": "simulated",
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "probo", "serve"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "PROBO_PAYMENTS_PROVIDER" in result.stderr

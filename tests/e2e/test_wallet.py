@@ -31,7 +31,7 @@ async def test_deposit_credits_once_and_shows_in_history(
     )
     assert response.status_code == 201, response.text
     deposit = response.json()
-    assert deposit["status"] == "succeeded"
+    assert deposit["status"] == "completed"
     assert deposit["amount"] == 50_000
     assert isinstance(deposit["id"], int)
     wallet = (await client.get("/api/v1/wallet", headers=bearer(token))).json()
@@ -134,7 +134,7 @@ async def test_concurrent_duplicates_through_separate_pools_credit_once(
     idempotency_key = key()
     # Bypass the in-flight map to race the database path itself.
     results = await asyncio.gather(
-        *(wallet_service._deposit(user_id, 5000, idempotency_key) for _ in range(10)),
+        *(wallet_service.deposits._create(user_id, 5000, idempotency_key) for _ in range(10)),
         return_exceptions=True,
     )
     assert all(not isinstance(r, BaseException) for r in results), results

@@ -1,5 +1,5 @@
 """The service-level tests' fixtures (tests/services.py)."""
 
-from tests.services import payment_gateway, services
+from tests.services import payment_provider, services
 
-__all__ = ["payment_gateway", "services"]
+__all__ = ["payment_provider", "services"]

@@ -11,7 +11,7 @@ from collections import Counter
 
 import pytest
 
-from probo.wallet import ChargeResult, GatewayUnavailable, SimulatedGateway
+from probo.payments import OrderRequest, ProviderOrder, ProviderUnavailable, SimulatedProvider
 from probo.web import ApiError, decode_cursor
 from tests.services import (
     Services,
@@ -29,38 +29,39 @@ from tests.services import (
 )
 
 SIGNUP_BONUS = 1500
-DECLINED = "declined-"  # keys the scripted gateway declines
-UNREACHABLE_ONCE = "down-"  # keys whose first charge finds the gateway unreachable
+DECLINED = 5001  # paise the scripted provider declines
+UNREACHABLE_ONCE = 5002  # paise whose first order finds the provider unreachable
 
 
-class ScriptedGateway:
-    """The simulated gateway, but declining some keys and unreachable once for others;
-    each charge yields to the loop first, so concurrent duplicates overlap in flight."""
+class ScriptedProvider(SimulatedProvider):
+    """The simulated provider, but declining some amounts and unreachable once for
+    others; each order yields to the loop first, so concurrent duplicates overlap."""
 
     name = "scripted"
 
     def __init__(self) -> None:
-        self._simulated = SimulatedGateway()
-        self.charges: Counter[tuple[int, str]] = Counter()
+        super().__init__()
+        self.opened: Counter[str] = Counter()
 
-    async def charge(self, *, user_id: int, amount: int, idempotency_key: str) -> ChargeResult:
+    async def open_order(self, order: OrderRequest) -> ProviderOrder:
         await asyncio.sleep(0.005)
-        self.charges[(user_id, idempotency_key)] += 1
-        if idempotency_key.startswith(DECLINED):
-            return ChargeResult(False, f"ref-{idempotency_key}", "card declined")
-        if (
-            idempotency_key.startswith(UNREACHABLE_ONCE)
-            and self.charges[(user_id, idempotency_key)] == 1
-        ):
-            raise GatewayUnavailable("timed out")  # fmt: skip
-        return await self._simulated.charge(
-            user_id=user_id, amount=amount, idempotency_key=idempotency_key
-        )
+        self.opened[order.order_id] += 1
+        if order.amount == DECLINED:
+            return ProviderOrder(
+                order_id=order.order_id,
+                state="failed",
+                amount=order.amount,
+                currency="INR",
+                reason="card declined",
+            )
+        if order.amount == UNREACHABLE_ONCE and self.opened[order.order_id] == 1:
+            raise ProviderUnavailable("timed out")
+        return await super().open_order(order)
 
 
 @pytest.fixture(scope="module")
-def payment_gateway() -> ScriptedGateway:
-    return ScriptedGateway()
+def payment_provider() -> ScriptedProvider:
+    return ScriptedProvider()
 
 
 def key(prefix: str = "") -> str:
@@ -72,9 +73,9 @@ def key(prefix: str = "") -> str:
 
 async def test_a_deposit_credits_the_wallet_its_history_and_the_engine(services: Services) -> None:
     user = await sign_up(services)
-    deposit, created = await services.wallet.deposit(user, 50_000, key())
+    deposit, created = await services.wallet.deposits.create(user, 50_000, key())
     assert created
-    assert (deposit.status, deposit.amount) == ("succeeded", 50_000)
+    assert (deposit.status, deposit.amount) == ("completed", 50_000)
     wallet = await services.wallet.wallet(user)
     assert (wallet.balance, wallet.locked, wallet.available) == (51_500, 0, 51_500)
     assert services.engine.exchange.cash(user) == 51_500
@@ -91,15 +92,15 @@ async def test_a_deposit_outside_100_to_10_000_000_paise_is_refused(
     services: Services, amount: int
 ) -> None:
     user = await sign_up(services)
-    error = await refused(services.wallet.deposit(user, amount, key()))
+    error = await refused(services.wallet.deposits.create(user, amount, key()))
     assert (error.status_code, error.code) == (422, "validation_error")
     assert await balance(services, user) == SIGNUP_BONUS
 
 
 async def test_the_smallest_and_the_largest_deposit_are_accepted(services: Services) -> None:
     user = await sign_up(services)
-    await services.wallet.deposit(user, 100, key())
-    await services.wallet.deposit(user, 10_000_000, key())
+    await services.wallet.deposits.create(user, 100, key())
+    await services.wallet.deposits.create(user, 10_000_000, key())
     assert await balance(services, user) == SIGNUP_BONUS + 100 + 10_000_000
     assert await ledger_problems(services) == []
 
@@ -107,8 +108,8 @@ async def test_the_smallest_and_the_largest_deposit_are_accepted(services: Servi
 async def test_the_same_key_and_amount_returns_the_first_deposit(services: Services) -> None:
     user = await sign_up(services)
     idempotency_key = key()
-    first, first_created = await services.wallet.deposit(user, 10_000, idempotency_key)
-    again, again_created = await services.wallet.deposit(user, 10_000, idempotency_key)
+    first, first_created = await services.wallet.deposits.create(user, 10_000, idempotency_key)
+    again, again_created = await services.wallet.deposits.create(user, 10_000, idempotency_key)
     assert (first_created, again_created) == (True, False)
     assert again == first
     assert await balance(services, user) == SIGNUP_BONUS + 10_000
@@ -117,8 +118,8 @@ async def test_the_same_key_and_amount_returns_the_first_deposit(services: Servi
 async def test_the_same_key_with_another_amount_is_a_conflict(services: Services) -> None:
     user = await sign_up(services)
     idempotency_key = key()
-    await services.wallet.deposit(user, 10_000, idempotency_key)
-    error = await refused(services.wallet.deposit(user, 10_001, idempotency_key))
+    await services.wallet.deposits.create(user, 10_000, idempotency_key)
+    error = await refused(services.wallet.deposits.create(user, 10_001, idempotency_key))
     assert (error.status_code, error.code) == (409, "idempotency_conflict")
     assert await balance(services, user) == SIGNUP_BONUS + 10_000
 
@@ -126,8 +127,8 @@ async def test_the_same_key_with_another_amount_is_a_conflict(services: Services
 async def test_idempotency_keys_are_per_user(services: Services) -> None:
     first, second = await sign_up(services), await sign_up(services)
     shared = key()
-    a, _ = await services.wallet.deposit(first, 1000, shared)
-    b, created = await services.wallet.deposit(second, 1000, shared)
+    a, _ = await services.wallet.deposits.create(first, 1000, shared)
+    b, created = await services.wallet.deposits.create(second, 1000, shared)
     assert created and a.id != b.id
     assert await balance(services, first) == await balance(services, second) == 2500
 
@@ -137,7 +138,7 @@ async def test_concurrent_duplicates_credit_once(services: Services) -> None:
     idempotency_key = key()
     await warm_pool(services)
     results = await asyncio.gather(
-        *(services.wallet.deposit(user, 7000, idempotency_key) for _ in range(20))
+        *(services.wallet.deposits.create(user, 7000, idempotency_key) for _ in range(20))
     )
     assert sorted(created for _, created in results) == [False] * 19 + [True]
     assert len({deposit.id for deposit, _ in results}) == 1
@@ -154,7 +155,7 @@ async def test_concurrent_duplicates_with_two_amounts_credit_one_and_refuse_the_
     amounts = [3000, 4000] * 5
     await warm_pool(services)
     results = await asyncio.gather(
-        *(services.wallet.deposit(user, amount, idempotency_key) for amount in amounts),
+        *(services.wallet.deposits.create(user, amount, idempotency_key) for amount in amounts),
         return_exceptions=True,
     )
     credited = {r[0].amount for r in results if isinstance(r, tuple)}
@@ -169,30 +170,35 @@ async def test_concurrent_duplicates_with_two_amounts_credit_one_and_refuse_the_
 
 
 async def test_a_declined_payment_credits_nothing_and_its_key_stays_declined(
-    services: Services, payment_gateway: ScriptedGateway
+    services: Services, payment_provider: ScriptedProvider
 ) -> None:
     user = await sign_up(services)
-    idempotency_key = key(DECLINED)
+    idempotency_key = key()
     for _ in range(2):
-        error = await refused(services.wallet.deposit(user, 5000, idempotency_key))
+        error = await refused(services.wallet.deposits.create(user, DECLINED, idempotency_key))
         assert (error.status_code, error.code) == (402, "payment_failed")
-    assert payment_gateway.charges[(user, idempotency_key)] == 1  # the outcome is stored
+    assert sum(payment_provider.opened.values()) >= 1
+    [(order_id, opened)] = [
+        (order_id, n) for order_id, n in payment_provider.opened.items() if f"_{user}_" in order_id
+    ]
+    assert opened == 1  # the outcome is stored: the provider is not asked again
     assert await balance(services, user) == SIGNUP_BONUS
 
 
-async def test_a_deposit_the_gateway_could_not_take_is_credited_once_on_retry(
+async def test_a_deposit_the_provider_could_not_take_leaves_nothing_and_credits_once_on_retry(
     services: Services,
 ) -> None:
     user = await sign_up(services)
-    idempotency_key = key(UNREACHABLE_ONCE)
-    error = await refused(services.wallet.deposit(user, 5000, idempotency_key))
+    idempotency_key = key()
+    error = await refused(services.wallet.deposits.create(user, UNREACHABLE_ONCE, idempotency_key))
     assert (error.status_code, error.code) == (503, "unavailable")
+    assert (await services.wallet.deposits.of_user(user, 50, None)).items == []
     assert await balance(services, user) == SIGNUP_BONUS
-    retried, _ = await services.wallet.deposit(user, 5000, idempotency_key)
-    again, created = await services.wallet.deposit(user, 5000, idempotency_key)
-    assert retried.status == "succeeded"
+    retried, _ = await services.wallet.deposits.create(user, UNREACHABLE_ONCE, idempotency_key)
+    again, created = await services.wallet.deposits.create(user, UNREACHABLE_ONCE, idempotency_key)
+    assert retried.status == "completed"
     assert (again.id, created) == (retried.id, False)
-    assert await balance(services, user) == SIGNUP_BONUS + 5000
+    assert await balance(services, user) == SIGNUP_BONUS + UNREACHABLE_ONCE
     assert await ledger_problems(services) == []
 
 
@@ -204,7 +210,7 @@ async def test_withdrawals_need_verified_kyc(services: Services) -> None:
     admin = await admin_id(services)
 
     async def kyc_required() -> None:
-        error = await refused(services.wallet.withdraw(user, 1000, key()))
+        error = await refused(services.wallet.withdrawals.create(user, 1000, key()))
         assert (error.status_code, error.code) == (403, "kyc_required")
 
     await kyc_required()  # no KYC at all
@@ -214,7 +220,7 @@ async def test_withdrawals_need_verified_kyc(services: Services) -> None:
     await kyc_required()  # rejected
     request, _ = await services.kyc.submit(user, kyc_submission())
     await services.kyc.decide(admin, request.id, "VERIFIED", None)  # type: ignore[arg-type]
-    withdrawal, created = await services.wallet.withdraw(user, 1000, key())
+    withdrawal, created = await services.wallet.withdrawals.create(user, 1000, key())
     assert created and withdrawal.status == "completed"
     assert await balance(services, user) == SIGNUP_BONUS + 10_000 - 1000
     assert await ledger_problems(services) == []
@@ -223,16 +229,16 @@ async def test_withdrawals_need_verified_kyc(services: Services) -> None:
 async def test_a_withdrawal_leaves_once_per_key(services: Services) -> None:
     user = await verified_user(services, 10_000)
     idempotency_key = key()
-    first, created = await services.wallet.withdraw(user, 4000, idempotency_key)
+    first, created = await services.wallet.withdrawals.create(user, 4000, idempotency_key)
     assert created
     assert (first.amount, first.status, first.idempotency_key) == (
         4000,
         "completed",
         idempotency_key,
     )
-    again, created = await services.wallet.withdraw(user, 4000, idempotency_key)
+    again, created = await services.wallet.withdrawals.create(user, 4000, idempotency_key)
     assert (again.id, created) == (first.id, False)
-    error = await refused(services.wallet.withdraw(user, 5000, idempotency_key))
+    error = await refused(services.wallet.withdrawals.create(user, 5000, idempotency_key))
     assert (error.status_code, error.code) == (409, "idempotency_conflict")
     wallet = await services.wallet.wallet(user)
     assert (wallet.balance, wallet.locked, wallet.available) == (7500, 0, 7500)
@@ -249,14 +255,14 @@ async def test_only_available_funds_can_be_withdrawn(services: Services) -> None
     user = await verified_user(services, 10_000)  # 11,500 in all
     market = await new_market(services)
     await place(services, user, market, "yes", "buy", 10, 500)  # locks 5,000
-    error = await refused(services.wallet.withdraw(user, 6501, key()))
+    error = await refused(services.wallet.withdrawals.create(user, 6501, key()))
     assert (error.status_code, error.code) == (422, "insufficient_funds")
-    await services.wallet.withdraw(user, 6500, key())
+    await services.wallet.withdrawals.create(user, 6500, key())
     wallet = await services.wallet.wallet(user)
     assert (wallet.balance, wallet.locked, wallet.available) == (5000, 5000, 0)
-    error = await refused(services.wallet.withdraw(user, 100, key()))
+    error = await refused(services.wallet.withdrawals.create(user, 100, key()))
     assert (error.status_code, error.code) == (422, "insufficient_funds")
-    error = await refused(services.wallet.withdraw(user, 99, key()))
+    error = await refused(services.wallet.withdrawals.create(user, 99, key()))
     assert (error.status_code, error.code) == (422, "validation_error")
     assert await ledger_problems(services) == []
 
@@ -266,7 +272,7 @@ async def test_concurrent_duplicate_withdrawals_debit_once(services: Services) -
     idempotency_key = key()
     await warm_pool(services)
     results = await asyncio.gather(
-        *(services.wallet.withdraw(user, 3000, idempotency_key) for _ in range(10))
+        *(services.wallet.withdrawals.create(user, 3000, idempotency_key) for _ in range(10))
     )
     assert sorted(created for _, created in results) == [False] * 9 + [True]
     assert len({withdrawal.id for withdrawal, _ in results}) == 1
@@ -278,7 +284,8 @@ async def test_racing_withdrawals_of_everything_pay_out_once(services: Services)
     user = await verified_user(services, 8500)  # 10,000 in all
     await warm_pool(services)
     results = await asyncio.gather(
-        *(services.wallet.withdraw(user, 10_000, key()) for _ in range(5)), return_exceptions=True
+        *(services.wallet.withdrawals.create(user, 10_000, key()) for _ in range(5)),
+        return_exceptions=True,
     )
     outcomes = sorted("paid" if isinstance(r, tuple) else r.code for r in results)  # type: ignore[union-attr]
     assert outcomes == ["insufficient_funds"] * 4 + ["paid"]
@@ -292,7 +299,7 @@ async def test_racing_withdrawals_of_everything_pay_out_once(services: Services)
 async def test_history_is_newest_first_and_pages_visit_every_item_once(services: Services) -> None:
     user = await funded_user(services, 0)
     for amount in range(1000, 6000, 1000):
-        await services.wallet.deposit(user, amount, key())
+        await services.wallet.deposits.create(user, amount, key())
     seen, cursor = [], None
     while True:
         page = await services.wallet.transactions(user, 2, decode_cursor(cursor))

@@ -82,4 +82,25 @@ def test_prod_needs_a_real_secret_and_secure_cookies() -> None:
         load_settings(
             {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong, "PROBO_COOKIE_SECURE": "false"}
         )
-    assert load_settings({"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong}).env == "prod"
+    cashfree = {
+        "PROBO_PAYMENTS_PROVIDER": "cashfree",
+        "PROBO_CASHFREE_CLIENT_ID": "id",
+        "PROBO_CASHFREE_CLIENT_SECRET": "secret",
+    }
+    prod = {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": strong}
+    assert load_settings(prod | cashfree).env == "prod"
+
+
+def test_prod_refuses_the_simulated_payments_provider_by_name() -> None:
+    prod = {"PROBO_ENV": "prod", "PROBO_JWT_SECRET": "x" * 48}
+    for environ in (prod, prod | {"PROBO_PAYMENTS_PROVIDER": "simulated"}):
+        with pytest.raises(ConfigError, match="PROBO_PAYMENTS_PROVIDER"):
+            load_settings(environ)
+    assert load_settings({}).payments_provider == "simulated"  # dev's default
+
+
+def test_cashfree_needs_its_credentials() -> None:
+    with pytest.raises(ConfigError, match="PROBO_CASHFREE_CLIENT_ID"):
+        load_settings({"PROBO_PAYMENTS_PROVIDER": "cashfree"})
+    with pytest.raises(ConfigError, match="PROBO_PAYMENTS_PROVIDER"):
+        load_settings({"PROBO_PAYMENTS_PROVIDER": "stripe"})
