@@ -208,12 +208,13 @@ def free_port() -> int:
 
 
 @asynccontextmanager
-async def serving(app: Litestar) -> AsyncIterator[httpx.AsyncClient]:
-    """Serve `app` with uvicorn on a free loopback port, in this event loop; yield a client.
+async def serving(app: Litestar, port: int | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """Serve `app` with uvicorn on `port` (default: a free loopback port), in this event
+    loop; yield a client.
 
     Real HTTP over TCP, and the app's state stays reachable from the test.
     """
-    port = free_port()
+    port = port or free_port()
     # The client drops idle connections well before the server would: with equal
     # keep-alive timeouts (httpx's and uvicorn's default 5 s) a request can race the
     # server's close and fail with ReadError.

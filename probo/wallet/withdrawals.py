@@ -54,7 +54,9 @@ from probo.wallet.types import (
 from probo.web import ApiError, not_found, page, validation_error
 
 PAYOUTS_BATCH_MAX = 100  # withdrawals the reconciler drives per round
-PAYOUT_UNSENT_GRACE_S = 10.0  # the request that approved a payout sends it; then the reconciler
+# The request that made or approved a payout sends it; after this (or the reconcile
+# delay, if shorter) the reconciler sends any it did not.
+PAYOUT_UNSENT_GRACE_S = 10.0
 TRANSFER_ID_PREFIX = "probo_wd_"
 
 
@@ -287,7 +289,7 @@ class Withdrawals:
         async with connection(self._pool) as conn:
             claimed = await store.payouts_to_drive(
                 conn,
-                unsent_after_s=PAYOUT_UNSENT_GRACE_S,
+                unsent_after_s=min(PAYOUT_UNSENT_GRACE_S, self._settings.payments_reconcile_after_s),
                 unconfirmed_after_s=self._settings.payments_reconcile_after_s,
                 checked_before_s=every_s,
                 limit=PAYOUTS_BATCH_MAX,
