@@ -289,7 +289,9 @@ class Withdrawals:
         async with connection(self._pool) as conn:
             claimed = await store.payouts_to_drive(
                 conn,
-                unsent_after_s=min(PAYOUT_UNSENT_GRACE_S, self._settings.payments_reconcile_after_s),
+                unsent_after_s=min(
+                    PAYOUT_UNSENT_GRACE_S, self._settings.payments_reconcile_after_s
+                ),
                 unconfirmed_after_s=self._settings.payments_reconcile_after_s,
                 checked_before_s=every_s,
                 limit=PAYOUTS_BATCH_MAX,
