@@ -7,11 +7,12 @@ retrying what has been handled."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import msgspec
 from litestar import Request, post
 
-from probo.infra import Settings
 from probo.payments import (
     WebhookMalformed,
     payment_event,
@@ -22,24 +23,31 @@ from probo.services import services_of
 from probo.wallet.service import WalletService
 from probo.web import error_responses, unauthorized, validation_error
 
+T = TypeVar("T")
+
 
 class WebhookAck(msgspec.Struct):
     status: str  # "ok" when acted on, "ignored" for kinds we do not act on
 
 
-def _verified_body(
-    settings: Settings, wallet: WalletService, request: Request, body: bytes
-) -> None:
+async def _signed_event(request: Request, wallet: WalletService, read: Callable[[bytes], T]) -> T:
+    """The event of a signed webhook (None for kinds we do not act on). Raises 401 for a
+    missing, stale or invalid signature, 400 for a body we cannot read."""
+    body = await request.body()
     if wallet.provider.name != "cashfree":
         raise unauthorized("webhooks are accepted only with PROBO_PAYMENTS_PROVIDER=cashfree")
     if not signature_valid(
-        settings.cashfree_client_secret,
+        services_of(request.app).settings.cashfree_client_secret,
         request.headers.get("x-webhook-timestamp"),
         request.headers.get("x-webhook-signature"),
         body,
         now_ms=time.time_ns() // 1_000_000,
     ):
         raise unauthorized("missing, stale or invalid webhook signature")
+    try:
+        return read(body)
+    except WebhookMalformed as exc:
+        raise validation_error(str(exc), status_code=400) from None
 
 
 @post(
@@ -52,12 +60,7 @@ def _verified_body(
     responses=error_responses(400, 401, 413, 503, codes={401: "unauthorized"}),
 )
 async def payment_webhook(request: Request, wallet: WalletService) -> WebhookAck:
-    body = await request.body()
-    _verified_body(services_of(request.app).settings, wallet, request, body)
-    try:
-        event = payment_event(body)
-    except WebhookMalformed as exc:
-        raise validation_error(str(exc), status_code=400) from None
+    event = await _signed_event(request, wallet, payment_event)
     if event is None:
         return WebhookAck(status="ignored")
     await wallet.deposits.payment_reported(event)
@@ -74,12 +77,7 @@ async def payment_webhook(request: Request, wallet: WalletService) -> WebhookAck
     responses=error_responses(400, 401, 413, 503, codes={401: "unauthorized"}),
 )
 async def payout_webhook(request: Request, wallet: WalletService) -> WebhookAck:
-    body = await request.body()
-    _verified_body(services_of(request.app).settings, wallet, request, body)
-    try:
-        event = payout_event(body)
-    except WebhookMalformed as exc:
-        raise validation_error(str(exc), status_code=400) from None
+    event = await _signed_event(request, wallet, payout_event)
     if event is None:
         return WebhookAck(status="ignored")
     await wallet.withdrawals.payout_reported(event)
