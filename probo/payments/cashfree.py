@@ -41,17 +41,18 @@ PAYOUT_SUCCEEDED = {"SUCCESS"}
 PAYOUT_FAILED = {"FAILED", "REJECTED", "REVERSED", "MANUALLY_REJECTED"}
 
 
+# Only what we read; a field Cashfree leaves out falls back to what we asked for.
 class _Order(msgspec.Struct):
-    order_id: str
-    order_status: str
-    order_amount: Decimal
+    order_id: str | None = None
+    order_status: str = "ACTIVE"
+    order_amount: Decimal | None = None
     order_currency: str = CURRENCY
     payment_session_id: str | None = None
 
 
 class _Transfer(msgspec.Struct):
-    transfer_id: str
-    status: str
+    transfer_id: str | None = None
+    status: str = "RECEIVED"
     cf_transfer_id: str | int | None = None
     status_description: str | None = None
 
@@ -105,14 +106,14 @@ class CashfreeProvider:
                 raise ProviderUnavailable(f"order {order.order_id} exists but cannot be read")
             return known
         _refuse_unless_ok(response, "create order")
-        return _provider_order(_decoded(response, _Order))
+        return _provider_order(_decoded(response, _Order), order.order_id, order.amount)
 
     async def order(self, order_id: str) -> ProviderOrder | None:
         response = await self._call("GET", f"{self._pg_base_url}/orders/{order_id}", PG_API_VERSION)
         if response.status_code == 404:
             return None
         _refuse_unless_ok(response, "get order")
-        return _provider_order(_decoded(response, _Order))
+        return _provider_order(_decoded(response, _Order), order_id, None)
 
     # --- money out ----------------------------------------------------------------------------
 
@@ -141,7 +142,7 @@ class CashfreeProvider:
                 )
             return known
         _refuse_unless_ok(response, "create transfer")
-        return _payout_state(_decoded(response, _Transfer))
+        return _payout_state(_decoded(response, _Transfer), payout.transfer_id)
 
     async def payout(self, transfer_id: str) -> PayoutState | None:
         response = await self._call(
@@ -153,7 +154,7 @@ class CashfreeProvider:
         if response.status_code == 404:
             return None
         _refuse_unless_ok(response, "get transfer")
-        return _payout_state(_decoded(response, _Transfer))
+        return _payout_state(_decoded(response, _Transfer), transfer_id)
 
     # --- transport ----------------------------------------------------------------------------
 
@@ -182,7 +183,7 @@ class CashfreeProvider:
 
 
 def _refuse_unless_ok(response: httpx.Response, what: str) -> None:
-    if response.status_code in (200, 201):
+    if 200 <= response.status_code < 300:
         return
     message = f"Cashfree refused to {what}: {response.status_code} {response.text[:300]}"
     if response.status_code in (401, 403):
@@ -199,13 +200,13 @@ def _decoded(response: httpx.Response, kind: type[T]) -> T:
         raise ProviderUnavailable(f"Cashfree answered an unreadable body: {exc}") from None
 
 
-def _provider_order(order: _Order) -> ProviderOrder:
-    amount = paise_of(order.order_amount)
-    if amount is None:
+def _provider_order(order: _Order, order_id: str, asked_amount: int | None) -> ProviderOrder:
+    amount = asked_amount if order.order_amount is None else paise_of(order.order_amount)
+    if amount is None and order.order_amount is not None:
         raise ProviderUnavailable(f"Cashfree answered an amount of {order.order_amount} rupees")
     state = ORDER_STATES.get(order.order_status, "failed")
     return ProviderOrder(
-        order_id=order.order_id,
+        order_id=order.order_id or order_id,
         state=state,  # type: ignore[arg-type]
         amount=amount,
         currency=order.order_currency,
@@ -214,7 +215,7 @@ def _provider_order(order: _Order) -> ProviderOrder:
     )
 
 
-def _payout_state(transfer: _Transfer) -> PayoutState:
+def _payout_state(transfer: _Transfer, transfer_id: str) -> PayoutState:
     if transfer.status in PAYOUT_SUCCEEDED:
         state = "completed"
     elif transfer.status in PAYOUT_FAILED:
@@ -222,7 +223,7 @@ def _payout_state(transfer: _Transfer) -> PayoutState:
     else:
         state = "sent"
     return PayoutState(
-        transfer_id=transfer.transfer_id,
+        transfer_id=transfer.transfer_id or transfer_id,
         state=state,  # type: ignore[arg-type]
         reference=None if transfer.cf_transfer_id is None else str(transfer.cf_transfer_id),
         reason=transfer.status_description if state == "failed" else None,

@@ -36,7 +36,7 @@ class ProviderOrder(msgspec.Struct, frozen=True, kw_only=True):
 
     order_id: str
     state: Literal["open", "paid", "failed"]
-    amount: int  # paise
+    amount: int | None  # paise; None when the provider did not say
     currency: str
     payment_session_id: str | None = None
     reason: str | None = None

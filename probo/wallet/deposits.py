@@ -119,7 +119,7 @@ class Deposits:
         if phone is None:  # a token outliving its user (a database restored from backup)
             raise unauthorized("no such user")
         order = await self._opened_order(user_id, amount, idempotency_key, phone)
-        if order.amount != amount:  # the key's order was opened for another amount
+        if order.amount not in (None, amount):  # the key's order was opened for another amount
             raise idempotency_conflict()
         credits: list[EngineCredit] = []
         async with connection(self._pool) as conn, conn.transaction():
@@ -251,8 +251,8 @@ class Deposits:
                 )
             elif order.state != "paid":
                 return  # still waiting for the payer
-            elif order.amount != deposit.amount or order.currency != CURRENCY:
-                paid = Decimal(order.amount).scaleb(-2)
+            elif order.amount not in (None, deposit.amount) or order.currency != CURRENCY:
+                paid = Decimal(order.amount or deposit.amount).scaleb(-2)
                 deposit = await _under_review(conn, deposit, None, paid, order.currency)
             else:
                 deposit, credits = await _credit(conn, user_id, deposit, None)
