@@ -13,7 +13,15 @@ from litestar.params import Body, Parameter
 from probo.auth import Claims
 from probo.services import services_of
 from probo.trading.service import TradingService
-from probo.trading.types import CanceledOrders, FillPage, Order, OrderPage, OrderRequest, Portfolio
+from probo.trading.types import (
+    CanceledOrders,
+    FillPage,
+    Order,
+    OrderPage,
+    OrderRequest,
+    Portfolio,
+    PortfolioPosition,
+)
 from probo.web import (
     BIGINT_MAX,
     Cursor,
@@ -25,6 +33,7 @@ from probo.web import (
 )
 
 OrderId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
+PathMarketId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
 MarketFilter = Annotated[int | None, Parameter(ge=1, le=BIGINT_MAX)]
 ClientOrderIdFilter = Annotated[str | None, storable_text_parameter(max_length=64)]
 StatusFilter = Annotated[Literal["open", "filled", "canceled"] | None, Parameter(default=None)]
@@ -173,6 +182,18 @@ async def portfolio(principal: Claims, trading: TradingService) -> Portfolio:
     return await trading.portfolio(principal.user_id)
 
 
+@get(
+    "/api/v1/portfolio/{market_id:int}",
+    tags=["trading"],
+    summary="My position in one market (zeros when I hold none)",
+    responses=error_responses(400, 401, 404, 503),
+)
+async def market_position(
+    market_id: PathMarketId, principal: Claims, trading: TradingService
+) -> PortfolioPosition:
+    return await trading.position(principal.user_id, market_id)
+
+
 route_handlers = [
     place_order,
     cancel_order,
@@ -181,4 +202,5 @@ route_handlers = [
     get_order,
     list_fills,
     portfolio,
+    market_position,
 ]

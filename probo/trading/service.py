@@ -249,40 +249,7 @@ class TradingService:
     async def portfolio(self, user_id: int) -> Portfolio:
         async with connection(self._pool) as conn:
             rows = await store.positions(conn, user_id)
-        exchange = self._engine.exchange
-        positions = []
-        for r in rows:
-            market_id = r["market_id"]
-            yes, no = r["yes_quantity"], r["no_quantity"]
-            invested = r["yes_cost"] + r["no_cost"]
-            mark = 0
-            if r["status"] in ("open", "paused") and market_id in exchange.markets:
-                depth = exchange.depth(market_id, 1)
-                best_yes = depth["yes"][0][0] if depth["yes"] else 0
-                best_no = depth["no"][0][0] if depth["no"] else 0
-                mark = yes * best_yes + no * best_no
-            elif r["status"] == "closed":
-                # No book any more: the last trade's price, else cost (nothing unrealised).
-                last = r["last_price"]
-                mark = invested if last is None else yes * last + no * own_price("no", last)
-            positions.append(
-                PortfolioPosition(
-                    market_id=market_id,
-                    title=r["title"],
-                    status=r["status"],
-                    yes_quantity=yes,
-                    no_quantity=no,
-                    yes_locked=r["yes_locked"],
-                    no_locked=r["no_locked"],
-                    yes_average_price=average(r["yes_cost"], yes),
-                    no_average_price=average(r["no_cost"], no),
-                    invested=invested,
-                    mark_value=mark,
-                    unrealized_pnl=mark - invested,
-                    realized_pnl=r["realized_pnl"],
-                    payout=r["payout"],
-                )
-            )
+        positions = [self._position(r) for r in rows]
         totals = PortfolioTotals(
             invested=sum(p.invested for p in positions),
             mark_value=sum(p.mark_value for p in positions),
@@ -290,3 +257,44 @@ class TradingService:
             realized_pnl=sum(p.realized_pnl for p in positions),
         )
         return Portfolio(positions=positions, totals=totals)
+
+    async def position(self, user_id: int, market_id: int) -> PortfolioPosition:
+        """One market's position (zeros when none). Raises ApiError 404 for no market."""
+        async with connection(self._pool) as conn:
+            row = await store.position(conn, user_id, market_id)
+        if row is None:
+            raise not_found("market")
+        return self._position(row)
+
+    def _position(self, r: asyncpg.Record) -> PortfolioPosition:
+        """A position as committed, marked to the engine's best bids while it trades."""
+        exchange = self._engine.exchange
+        market_id = r["market_id"]
+        yes, no = r["yes_quantity"], r["no_quantity"]
+        invested = r["yes_cost"] + r["no_cost"]
+        mark = 0
+        if r["status"] in ("open", "paused") and market_id in exchange.markets:
+            depth = exchange.depth(market_id, 1)
+            best_yes = depth["yes"][0][0] if depth["yes"] else 0
+            best_no = depth["no"][0][0] if depth["no"] else 0
+            mark = yes * best_yes + no * best_no
+        elif r["status"] == "closed":
+            # No book any more: the last trade's price, else cost (nothing unrealised).
+            last = r["last_price"]
+            mark = invested if last is None else yes * last + no * own_price("no", last)
+        return PortfolioPosition(
+            market_id=market_id,
+            title=r["title"],
+            status=r["status"],
+            yes_quantity=yes,
+            no_quantity=no,
+            yes_locked=r["yes_locked"],
+            no_locked=r["no_locked"],
+            yes_average_price=average(r["yes_cost"], yes),
+            no_average_price=average(r["no_cost"], no),
+            invested=invested,
+            mark_value=mark,
+            unrealized_pnl=mark - invested,
+            realized_pnl=r["realized_pnl"],
+            payout=r["payout"],
+        )

@@ -184,24 +184,46 @@ async def order_owner(conn: asyncpg.Connection, order_id: int) -> int | None:
     return await conn.fetchval("SELECT user_id FROM orders WHERE id = $1", order_id)
 
 
+_POSITION_COLUMNS = """
+    m.id AS market_id, m.title, m.status, m.last_price,
+    coalesce(p.yes_quantity, 0) AS yes_quantity, coalesce(p.no_quantity, 0) AS no_quantity,
+    coalesce(p.yes_cost, 0) AS yes_cost, coalesce(p.no_cost, 0) AS no_cost,
+    coalesce(p.realized_pnl, 0) AS realized_pnl, coalesce(p.payout, 0) AS payout,
+    coalesce(l.yes_locked, 0) AS yes_locked, coalesce(l.no_locked, 0) AS no_locked
+"""
+_SELL_LOCKS = """
+    SELECT market_id,
+           sum(quantity - filled_quantity) FILTER (WHERE outcome = 'yes') AS yes_locked,
+           sum(quantity - filled_quantity) FILTER (WHERE outcome = 'no') AS no_locked
+    FROM orders WHERE user_id = $1 AND status = 'open' AND side = 'sell'
+"""
+
+
 async def positions(conn: asyncpg.Connection, user_id: int) -> list[asyncpg.Record]:
     """Held contracts per market with cost, P&L and what open sells lock."""
     return await conn.fetch(
-        """
-        SELECT p.market_id, m.title, m.status, m.last_price, p.yes_quantity, p.no_quantity,
-               p.yes_cost, p.no_cost, p.realized_pnl, p.payout,
-               coalesce(l.yes_locked, 0) AS yes_locked, coalesce(l.no_locked, 0) AS no_locked
+        f"""
+        SELECT {_POSITION_COLUMNS}
         FROM positions p
         JOIN markets m ON m.id = p.market_id
-        LEFT JOIN (
-            SELECT market_id,
-                   sum(quantity - filled_quantity) FILTER (WHERE outcome = 'yes') AS yes_locked,
-                   sum(quantity - filled_quantity) FILTER (WHERE outcome = 'no') AS no_locked
-            FROM orders WHERE user_id = $1 AND status = 'open' AND side = 'sell'
-            GROUP BY market_id
-        ) l ON l.market_id = p.market_id
+        LEFT JOIN ({_SELL_LOCKS} GROUP BY market_id) l ON l.market_id = p.market_id
         WHERE p.user_id = $1
         ORDER BY p.market_id
         """,
         user_id,
+    )
+
+
+async def position(conn: asyncpg.Connection, user_id: int, market_id: int) -> asyncpg.Record | None:
+    """The user's position in one market, zeros when they hold none; None for no market."""
+    return await conn.fetchrow(
+        f"""
+        SELECT {_POSITION_COLUMNS}
+        FROM markets m
+        LEFT JOIN positions p ON p.market_id = m.id AND p.user_id = $1
+        LEFT JOIN ({_SELL_LOCKS} AND market_id = $2 GROUP BY market_id) l ON l.market_id = m.id
+        WHERE m.id = $2
+        """,
+        user_id,
+        market_id,
     )

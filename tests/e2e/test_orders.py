@@ -454,3 +454,35 @@ async def test_order_rate_limit(
     assert_error(limited, 429, "rate_limited")
     assert int(limited.headers["Retry-After"]) >= 1
     await client.delete("/api/v1/orders", params={"market_id": market["id"]}, headers=a.headers)
+
+
+async def test_one_position_is_the_portfolios_entry_zeros_when_none_404_for_no_market(
+    client: httpx.AsyncClient, outbox_path: Path, market: dict
+) -> None:
+    a, b = await traders(client, outbox_path, 2)
+    m = market["id"]
+    await b.placed(m, "no", "buy", 3, 400)  # asks YES @600
+    await a.placed(m, "yes", "buy", 3, 600)
+    await a.placed(m, "yes", "sell", 1, 900)  # rests: locks 1 YES
+    one = await client.get(f"/api/v1/portfolio/{m}", headers=a.headers)
+    assert one.status_code == 200, one.text
+    assert one.json() == await a.portfolio_position(m)
+    assert (one.json()["yes_quantity"], one.json()["yes_locked"]) == (3, 1)
+    [c] = await traders(client, outbox_path, 1)
+    none = (await client.get(f"/api/v1/portfolio/{m}", headers=c.headers)).json()
+    assert (none["market_id"], none["title"], none["yes_quantity"], none["no_quantity"]) == (
+        m,
+        market["title"],
+        0,
+        0,
+    )
+    assert (none["invested"], none["mark_value"], none["realized_pnl"], none["payout"]) == (
+        0,
+        0,
+        0,
+        0,
+    )
+    assert_error(
+        await client.get("/api/v1/portfolio/999999999", headers=a.headers), 404, "not_found"
+    )
+    await client.delete("/api/v1/orders", params={"market_id": m}, headers=a.headers)
