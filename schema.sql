@@ -260,13 +260,14 @@ BEGIN
             OR ((kind LIKE 'platform_%' OR kind = 'payouts_pending')
                 AND user_id IS NULL AND market_id IS NULL));
     END IF;
+    -- (`split` and `merge`: SPEC §12's pairs of contracts, into and out of an escrow.)
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                    WHERE conname = 'transfers_kind_check'
-                     AND pg_get_constraintdef(oid) LIKE '%withdrawal_reversal%') THEN
+                     AND pg_get_constraintdef(oid) LIKE '%''merge''%') THEN
         ALTER TABLE transfers DROP CONSTRAINT IF EXISTS transfers_kind_check;
         ALTER TABLE transfers ADD CONSTRAINT transfers_kind_check CHECK (kind IN
             ('signup_bonus', 'referral_bonus', 'deposit', 'withdrawal', 'withdrawal_reversal',
-             'trade', 'payout', 'fee'));
+             'trade', 'payout', 'fee', 'split', 'merge'));
     END IF;
     IF NOT EXISTS (SELECT 1 FROM pg_constraint
                    WHERE conname = 'engine_credit_outbox_command_check'

@@ -1,6 +1,7 @@
 """Events into rows: the pure translation of one batch for the ledger writer.
 
-Money moves as transfers (kind `trade` for every fill, `withdrawal` and its `fee`, and at
+Money moves as transfers (kind `trade` for every fill, `split` and `merge`, `withdrawal`
+and its `fee`, and at
 resolution `payout` then `fee`), balances as per-account deltas summed over the
 batch, orders as new rows (final state within the batch) or deltas on rows from
 earlier batches, positions as absolute values with an average-cost basis, realised
@@ -31,6 +32,7 @@ from probo.orderbook import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -45,6 +47,8 @@ STEP_TRANSFERS = 4096  # transfers checked between two pauses (about as long as 
 # payout_requested_at, reconciled_at: a withdrawal's lifecycle, which the wallet moves
 # on after commit.
 _WITHDRAWAL_LIFECYCLE_UNSET = (None, None, None, None, None, None, None, None)
+# The cost basis of each contract a split makes (and the price a merge gives each up at).
+PAIR_HALF_PRICE = CONTRACT_PAYOUT // 2
 
 
 class PositionCost:
@@ -395,6 +399,23 @@ def _close_positions(builder: _BatchBuilder, settlement: Settlement) -> None:
             held.settle(payout.gross if payout else 0, payout.fee if payout else 0)
 
 
+def _pairs_changed(builder: _BatchBuilder, pairs: PairsChanged, at: datetime) -> None:
+    """A split (cash into the escrow, a YES and a NO per pair) or a merge (back). Each
+    contract of a split pair costs half the payout; a merge sells both at that price,
+    realising the payout less what the pair cost."""
+    cash = builder.cash_accounts[pairs.user_id]
+    escrow = builder.escrow_accounts[pairs.market_id]
+    amount = CONTRACT_PAYOUT * pairs.quantity
+    contracts = pairs.quantity if pairs.kind == "split" else -pairs.quantity
+    if pairs.kind == "split":
+        builder.move(cash, escrow, amount, "split", "market", pairs.market_id, at)
+    else:
+        builder.move(escrow, cash, amount, "merge", "market", pairs.market_id, at)
+    position = builder.position(pairs.user_id, pairs.market_id)
+    position.trade("yes", contracts, PAIR_HALF_PRICE)
+    position.trade("no", contracts, PAIR_HALF_PRICE)
+
+
 def _changes_nothing(
     builder: _BatchBuilder,
     event: OrderRejected | OrderDuplicate | WithdrawalRejected | WithdrawalDuplicate,
@@ -411,6 +432,7 @@ _TRANSLATORS: dict[type, Callable[[_BatchBuilder, Any, datetime], None]] = {
     WithdrawalAccepted: _withdrawal_accepted,
     MarketStatusChanged: _market_status_changed,
     Settlement: _settlement,
+    PairsChanged: _pairs_changed,
     OrderRejected: _changes_nothing,
     OrderDuplicate: _changes_nothing,
     WithdrawalRejected: _changes_nothing,
@@ -439,6 +461,11 @@ def _settlement_accounts(settlement: Settlement, users: set[int], markets: set[i
     users.update(payout.user_id for payout in settlement.payouts)
 
 
+def _pairs_accounts(pairs: PairsChanged, users: set[int], markets: set[int]) -> None:
+    users.add(pairs.user_id)
+    markets.add(pairs.market_id)
+
+
 def _names_no_account(event: object, users: set[int], markets: set[int]) -> None:
     """Orders, cancels, refusals and status changes move no money."""
 
@@ -448,6 +475,7 @@ _ACCOUNTS_NAMED: dict[type, Callable[[Any, set[int], set[int]], None]] = {
     TradeExecuted: _trade_accounts,
     WithdrawalAccepted: _withdrawal_accounts,
     Settlement: _settlement_accounts,
+    PairsChanged: _pairs_accounts,
     OrderAccepted: _names_no_account,
     OrderCanceled: _names_no_account,
     MarketStatusChanged: _names_no_account,

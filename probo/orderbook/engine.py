@@ -40,12 +40,15 @@ from probo.orderbook.types import (
     CloseMarket,
     Event,
     MarketCommand,
+    MergePairs,
     OrderDuplicate,
     OrderRejected,
+    PairsCommand,
     PauseMarket,
     PlaceOrder,
     ResolveMarket,
     ResumeMarket,
+    SplitPairs,
     Withdraw,
     WithdrawalAccepted,
     WithdrawalDuplicate,
@@ -57,7 +60,7 @@ MARKET_QUEUE_MAX = 10_000  # commands waiting for one market's task
 MARKET_BURST_MAX = 256  # commands one task runs before it yields to the loop
 REBUILD_BACKOFF_S = (0.05, 0.2, 0.5, 1.0, 2.0)  # between tries of a rebuild Postgres refused
 
-Command = PlaceOrder | CancelOrder | CancelAll | MarketCommand
+Command = PlaceOrder | CancelOrder | CancelAll | PairsCommand | MarketCommand
 _NOTHING_CHANGED = (OrderRejected, OrderDuplicate)  # a command's first event, when refused
 
 
@@ -293,6 +296,10 @@ class Engine:
                         events = exchange.cancel(command)
                     elif type(command) is CancelAll:
                         events = exchange.cancel_all(command)
+                    elif type(command) is SplitPairs:
+                        events = exchange.split(command)
+                    elif type(command) is MergePairs:
+                        events = exchange.merge(command)
                     else:
                         events = self._change_market(command)  # type: ignore[arg-type]
                 except InvalidMarketTransition as exc:  # refused: nothing changed

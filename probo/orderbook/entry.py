@@ -13,6 +13,7 @@ from probo.orderbook.types import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -52,6 +53,7 @@ _DECIDED_BY_USER = (
     WithdrawalAccepted,
     WithdrawalRejected,
     WithdrawalDuplicate,
+    PairsChanged,
 )
 
 

@@ -49,17 +49,21 @@ from probo.orderbook.risk import (
 from probo.orderbook.settlement import BASIS_POINTS, YES_VALUE, compute_settlement
 from probo.orderbook.types import (
     QUANTITY_MAX,
+    QUANTITY_MIN,
     TICK_DEFAULT,
     CancelAll,
     CancelOrder,
     Event,
     MarketStatusChanged,
+    MergePairs,
     OrderAccepted,
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     PlaceOrder,
     Settlement,
+    SplitPairs,
     TimeInForce,
     TradeExecuted,
     TradeKind,
@@ -181,6 +185,27 @@ def _working_price(
             return 0, "validation_error", "a market order has no price and is ioc"
         return (PAYOUT - tick if is_buy else tick), "", ""
     return 0, "validation_error", "type must be limit or market"
+
+
+def _pairs_rejected(command: SplitPairs | MergePairs, code: str, message: str) -> OrderRejected:
+    return OrderRejected(
+        user_id=command.user_id,
+        market_id=command.market_id,
+        code=code,  # type: ignore[arg-type]
+        message=message,
+    )
+
+
+def _pairs_refused(command: SplitPairs | MergePairs, market: Market | None) -> list[Event] | None:
+    """A split or merge of an unknown or stopped market, or of a quantity out of range."""
+    if market is None:
+        return [_pairs_rejected(command, "not_found", "unknown market")]
+    if market.status != "open":
+        return [_pairs_rejected(command, "market_not_open", f"the market is {market.status}")]
+    if not QUANTITY_MIN <= command.quantity <= QUANTITY_MAX:
+        message = f"quantity must be between {QUANTITY_MIN} and {QUANTITY_MAX}"
+        return [_pairs_rejected(command, "invalid_quantity", message)]
+    return None
 
 
 class Exchange:
@@ -459,6 +484,71 @@ class Exchange:
         for order in mine:
             self._cancel_resting(market, order, "user", events)
         return events
+
+    # --- split and merge ----------------------------------------------------------------
+
+    def split(self, command: SplitPairs) -> list[Event]:
+        """Cash into the escrow for YES + NO pairs; refused unless the market is open and
+        the cash is available."""
+        market = self.markets.get(command.market_id)
+        refused = _pairs_refused(command, market)
+        if refused is not None:
+            return refused
+        cost = PAYOUT * command.quantity
+        account = self._account(command.user_id)
+        if available_cash(account) < cost:
+            return [
+                _pairs_rejected(command, "insufficient_funds", f"{cost} paise are not available")
+            ]
+        assert market is not None
+        position = market.positions.get(command.user_id)
+        if position is None:
+            position = market.positions[command.user_id] = Position()
+        account.cash -= cost
+        market.escrow += cost
+        position.yes += command.quantity
+        position.no += command.quantity
+        return [self._pairs_changed("split", command, account, position)]
+
+    def merge(self, command: MergePairs) -> list[Event]:
+        """Unlocked YES + NO pairs back into cash out of the escrow; refused unless the
+        market is open and the user holds the pairs unlocked."""
+        market = self.markets.get(command.market_id)
+        refused = _pairs_refused(command, market)
+        if refused is not None:
+            return refused
+        assert market is not None
+        position = market.positions.get(command.user_id)
+        quantity = command.quantity
+        if (
+            position is None
+            or position.yes - position.yes_locked < quantity
+            or position.no - position.no_locked < quantity
+        ):
+            message = f"{quantity} unlocked YES and NO contracts are not held"
+            return [_pairs_rejected(command, "insufficient_position", message)]
+        account = self._account(command.user_id)
+        proceeds = PAYOUT * quantity
+        position.yes -= quantity
+        position.no -= quantity
+        market.escrow -= proceeds
+        account.cash += proceeds
+        return [self._pairs_changed("merge", command, account, position)]
+
+    @staticmethod
+    def _pairs_changed(
+        kind: str, command: SplitPairs | MergePairs, account: Account, position: Position
+    ) -> PairsChanged:
+        return PairsChanged(
+            kind=kind,  # type: ignore[arg-type]
+            user_id=command.user_id,
+            market_id=command.market_id,
+            quantity=command.quantity,
+            yes_quantity=position.yes,
+            no_quantity=position.no,
+            cash=account.cash,
+            locked=account.locked,
+        )
 
     # --- place, stage by stage ---------------------------------------------------------
 

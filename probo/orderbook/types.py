@@ -108,6 +108,27 @@ class ResolveMarket(msgspec.Struct, frozen=True, gc=False):
 MarketCommand = PauseMarket | ResumeMarket | CloseMarket | ResolveMarket
 
 
+class SplitPairs(msgspec.Struct, frozen=True, gc=False):
+    """Pay CONTRACT_PAYOUT x `quantity` into the market's escrow for `quantity` YES and
+    `quantity` NO contracts."""
+
+    user_id: int
+    market_id: int
+    quantity: int
+
+
+class MergePairs(msgspec.Struct, frozen=True, gc=False):
+    """Give up `quantity` unlocked YES and `quantity` unlocked NO contracts for
+    CONTRACT_PAYOUT x `quantity` out of the market's escrow."""
+
+    user_id: int
+    market_id: int
+    quantity: int
+
+
+PairsCommand = SplitPairs | MergePairs
+
+
 class Withdraw(msgspec.Struct, frozen=True, gc=False):
     """Take `amount` plus `fee` out of the user's available cash, once per key: the
     amount toward the user's bank, the fee to the platform. `held_for_review` records
@@ -224,6 +245,21 @@ class WithdrawalDuplicate(msgspec.Struct, frozen=True, gc=False):
     amount: int  # the original's
 
 
+class PairsChanged(msgspec.Struct, frozen=True, gc=False):
+    """A split (`quantity` pairs made, the user's cash into the escrow) or a merge (pairs
+    given back, the escrow's cash to the user). The user's state right after it rides
+    along, for the answer."""
+
+    kind: Literal["split", "merge"]
+    user_id: int
+    market_id: int
+    quantity: int
+    yes_quantity: int  # the user's contracts after it
+    no_quantity: int
+    cash: int  # the user's cash after it
+    locked: int  # what the user's open buys hold
+
+
 class Payout(msgspec.Struct, frozen=True, gc=False):
     """What settlement pays one holder out of the market's escrow."""
 
@@ -259,4 +295,5 @@ Event = (
     | WithdrawalRejected
     | WithdrawalDuplicate
     | Settlement
+    | PairsChanged
 )

@@ -25,6 +25,7 @@ from probo.orderbook import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     RestingOrder,
     Settlement,
     TradeExecuted,
@@ -49,6 +50,7 @@ _MOVES_NO_ORDER = (
     WithdrawalDuplicate,
     OrderRejected,
     OrderDuplicate,
+    PairsChanged,
 )
 
 

@@ -38,6 +38,7 @@ from probo.orderbook import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -73,6 +74,7 @@ _CHANGES_NO_MARKET = (
     WithdrawalAccepted,
     WithdrawalRejected,
     WithdrawalDuplicate,
+    PairsChanged,
 )
 _STATUS_CHANGES = (MarketStatusChanged, Settlement)
 _BOOK_ONLY = (OrderAccepted, OrderCanceled)

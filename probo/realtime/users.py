@@ -43,6 +43,7 @@ from probo.orderbook import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Settlement,
     TradeExecuted,
     WithdrawalAccepted,
@@ -78,6 +79,7 @@ _CHANGES_NO_ORDER = (
     WithdrawalAccepted,
     WithdrawalRejected,
     WithdrawalDuplicate,
+    PairsChanged,
 )
 
 

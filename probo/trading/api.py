@@ -19,6 +19,8 @@ from probo.trading.types import (
     Order,
     OrderPage,
     OrderRequest,
+    PairsRequest,
+    PairsResult,
     Portfolio,
     PortfolioPosition,
 )
@@ -194,7 +196,57 @@ async def market_position(
     return await trading.position(principal.user_id, market_id)
 
 
+@post(
+    "/api/v1/markets/{market_id:int}/split",
+    tags=["trading"],
+    summary="Pay 1000 paise per pair into the escrow for a YES and a NO contract",
+    description="Ordered with the market's orders, answered after commit. 409 market_not_open; "
+    "422 insufficient_funds.",
+    responses=error_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        422,
+        429,
+        503,
+        codes={409: "market_not_open", 422: "validation_error, insufficient_funds"},
+    ),
+)
+async def split(
+    market_id: PathMarketId, data: PairsRequest, principal: Claims, trading: TradingService
+) -> PairsResult:
+    return await trading.pairs(principal.user_id, market_id, "split", data.quantity)
+
+
+@post(
+    "/api/v1/markets/{market_id:int}/merge",
+    tags=["trading"],
+    summary="Give back unlocked YES + NO pairs for 1000 paise each out of the escrow",
+    description="Ordered with the market's orders, answered after commit. 409 market_not_open; "
+    "422 insufficient_position.",
+    responses=error_responses(
+        400,
+        401,
+        404,
+        409,
+        413,
+        422,
+        429,
+        503,
+        codes={409: "market_not_open", 422: "validation_error, insufficient_position"},
+    ),
+)
+async def merge(
+    market_id: PathMarketId, data: PairsRequest, principal: Claims, trading: TradingService
+) -> PairsResult:
+    return await trading.pairs(principal.user_id, market_id, "merge", data.quantity)
+
+
 route_handlers = [
+    split,
+    merge,
     place_order,
     cancel_order,
     cancel_all_orders,

@@ -26,12 +26,15 @@ from probo.orderbook import (
     CancelOrder,
     Engine,
     Entry,
+    MergePairs,
     NotConfirmed,
     OrderAccepted,
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     PlaceOrder,
+    SplitPairs,
     decided,
     own_price,
 )
@@ -43,6 +46,7 @@ from probo.trading.types import (
     Order,
     OrderPage,
     OrderRequest,
+    PairsResult,
     Portfolio,
     PortfolioPosition,
     PortfolioTotals,
@@ -53,6 +57,9 @@ from probo.web import ApiError, not_found, page, rate_limited, unavailable
 
 REPEATERS_TRACKED_MAX = 10_000
 UNCONFIRMED = "not confirmed in time; it may still complete: look it up by client_order_id"
+PAIRS_UNCONFIRMED = (
+    "not confirmed in time; it may still complete: check the position before retrying"
+)
 # HTTP status per engine rejection; anything not listed is 422.
 REJECT_STATUS = {"not_found": 404, "market_not_open": 409, "order_not_open": 409}
 
@@ -192,10 +199,37 @@ class TradingService:
         async with connection(self._pool) as conn:
             return await store.orders_by_ids(conn, user_id, canceled)
 
-    async def _decided(self, command: PlaceOrder | CancelOrder | CancelAll) -> Entry:
+    async def pairs(self, user_id: int, market_id: int, kind: str, quantity: int) -> PairsResult:
+        """Split cash into YES + NO pairs, or merge pairs back into cash, in the market's
+        order with its orders; answered after commit. Raises ApiError."""
+        wait_s = self._limiter.take(user_id)
+        if wait_s:
+            metrics.ORDERS.labels("rate_limited").inc()
+            raise rate_limited(math.ceil(wait_s), "too many orders; slow down")
+        pairs_type = SplitPairs if kind == "split" else MergePairs
+        command = pairs_type(user_id=user_id, market_id=market_id, quantity=quantity)
+        entry = await self._decided(command, unconfirmed=PAIRS_UNCONFIRMED)
+        first = entry.events[0]
+        if type(first) is OrderRejected:
+            raise rejection(first)
+        assert type(first) is PairsChanged, first
+        return PairsResult(
+            market_id=market_id,
+            quantity=quantity,
+            yes_quantity=first.yes_quantity,
+            no_quantity=first.no_quantity,
+            balance=first.cash,
+            available=first.cash - first.locked,
+        )
+
+    async def _decided(
+        self,
+        command: PlaceOrder | CancelOrder | CancelAll | SplitPairs | MergePairs,
+        unconfirmed: str = UNCONFIRMED,
+    ) -> Entry:
         try:
             return await decided(
-                self._engine, command, timeout_s=self._ack_timeout_s, unconfirmed=UNCONFIRMED
+                self._engine, command, timeout_s=self._ack_timeout_s, unconfirmed=unconfirmed
             )
         except Backpressure:
             metrics.ORDERS.labels("backpressure").inc()

@@ -149,3 +149,18 @@ def average(total: int, count: int) -> float | None:
         return None
     whole, rest = divmod(total, count)
     return whole if rest == 0 else round(total / count, 2)
+
+
+class PairsRequest(msgspec.Struct, forbid_unknown_fields=True):
+    quantity: Quantity
+
+
+class PairsResult(msgspec.Struct):
+    """A split or merge, as committed: the user's contracts and cash right after it."""
+
+    market_id: int
+    quantity: int
+    yes_quantity: int
+    no_quantity: int
+    balance: int
+    available: int

@@ -29,13 +29,16 @@ from probo.orderbook.types import (
     CancelOrder,
     Event,
     MarketStatusChanged,
+    MergePairs,
     OrderAccepted,
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Payout,
     PlaceOrder,
     Settlement,
+    SplitPairs,
     TradeExecuted,
 )
 
@@ -538,6 +541,69 @@ class NaiveExchange:
             (o for o in market.resting if o.user_id == cmd.user_id), key=lambda o: o.order_id
         )
         return [self._cancel(o, "user") for o in mine]
+
+    # ------------------------------------------------------------------ split and merge
+
+    def _pairs_refusal(self, cmd: SplitPairs | MergePairs) -> str | None:
+        market = self.markets.get(cmd.market_id)
+        if market is None:
+            return "not_found"
+        if market.status != "open":
+            return "market_not_open"
+        if not 1 <= cmd.quantity <= QUANTITY_MAX:
+            return "invalid_quantity"
+        return None
+
+    def _pairs_rejected(self, cmd: SplitPairs | MergePairs, code: str) -> list[Event]:
+        return [
+            OrderRejected(user_id=cmd.user_id, market_id=cmd.market_id, code=code, message=code)
+        ]
+
+    def _pairs_changed(self, kind: str, cmd: SplitPairs | MergePairs) -> list[Event]:
+        yes, no = self.held.get((cmd.user_id, cmd.market_id), [0, 0])
+        return [
+            PairsChanged(
+                kind=kind,
+                user_id=cmd.user_id,
+                market_id=cmd.market_id,
+                quantity=cmd.quantity,
+                yes_quantity=yes,
+                no_quantity=no,
+                cash=self.cash(cmd.user_id),
+                locked=self.locked_cash(cmd.user_id),
+            )
+        ]
+
+    def split(self, cmd: SplitPairs) -> list[Event]:
+        """SPEC §12: 1000 x quantity of available cash into the escrow; quantity YES and
+        quantity NO to the user."""
+        code = self._pairs_refusal(cmd)
+        if code is not None:
+            return self._pairs_rejected(cmd, code)
+        cost = CONTRACT_PAYOUT * cmd.quantity
+        if self.available_cash(cmd.user_id) < cost:
+            return self._pairs_rejected(cmd, "insufficient_funds")
+        self.cash_of[cmd.user_id] = self.cash(cmd.user_id) - cost
+        self.markets[cmd.market_id].escrow += cost
+        held = self._held(cmd.user_id, cmd.market_id)
+        held[0] += cmd.quantity
+        held[1] += cmd.quantity
+        return self._pairs_changed("split", cmd)
+
+    def merge(self, cmd: MergePairs) -> list[Event]:
+        """SPEC §12: quantity unlocked YES and NO given up for 1000 x quantity out of the escrow."""
+        code = self._pairs_refusal(cmd)
+        if code is not None:
+            return self._pairs_rejected(cmd, code)
+        yes, no, yes_locked, no_locked = self.position(cmd.user_id, cmd.market_id)
+        if yes - yes_locked < cmd.quantity or no - no_locked < cmd.quantity:
+            return self._pairs_rejected(cmd, "insufficient_position")
+        held = self._held(cmd.user_id, cmd.market_id)
+        held[0] -= cmd.quantity
+        held[1] -= cmd.quantity
+        self.markets[cmd.market_id].escrow -= CONTRACT_PAYOUT * cmd.quantity
+        self.cash_of[cmd.user_id] = self.cash(cmd.user_id) + CONTRACT_PAYOUT * cmd.quantity
+        return self._pairs_changed("merge", cmd)
 
     # ------------------------------------------------------------------ market lifecycle
 

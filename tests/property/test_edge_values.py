@@ -191,11 +191,26 @@ def market_lifecycle(scene: Scene) -> st.SearchStrategy[Request]:
     )
 
 
+def split_or_merge(scene: Scene) -> st.SearchStrategy[Request]:
+    market_id = one_value(Field(st.just(scene.market_id), any_integer)).filter(
+        lambda value: value is not MISSING
+    )
+    verb = st.sampled_from(["split", "merge"])
+    body = bodies({"quantity": Field(st.integers(1, 3), any_integer)})
+
+    def request(market: object, action: str, fields: dict[str, object]) -> Request:
+        path = f"/api/v1/markets/{path_segment(market)}/{action}"
+        return Request("POST", path, scene.user, fields)
+
+    return st.builds(request, market_id, verb, body)
+
+
 COMMANDS: dict[str, Callable[[Scene], st.SearchStrategy[Request]]] = {
     "place order": place_order,
     "cancel order": cancel_order,
     "cancel all orders": cancel_all_orders,
     "withdraw": withdraw,
+    "split or merge": split_or_merge,
     "market lifecycle": market_lifecycle,
 }
 

@@ -31,7 +31,14 @@ from hypothesis import strategies as st
 
 from probo.orderbook import Exchange
 from probo.orderbook import compute_settlement as engine_compute_settlement
-from probo.orderbook.types import CancelAll, CancelOrder, OrderRejected, PlaceOrder
+from probo.orderbook.types import (
+    CancelAll,
+    CancelOrder,
+    MergePairs,
+    OrderRejected,
+    PlaceOrder,
+    SplitPairs,
+)
 from tests.property.naive import NaiveExchange
 from tests.property.naive import compute_settlement as naive_compute_settlement
 
@@ -99,9 +106,9 @@ def place_commands(draw) -> PlaceOrder:
 
 # ("place", order) | ("sell_held", pick, order) | ("cancel", cmd) | ("cancel_nth", n,
 # other_user, other_market) | ("cancel_all", cmd) | (pause|resume|close, market) |
-# ("credit", user, amount)
+# ("credit", user, amount) | ("split" | "merge", cmd)
 _markets = st.sampled_from(list(MARKETS))
-steps = weighted(  # weights out of 217: a market is paused ~6% of the time, rarely closed
+steps = weighted(  # weights out of 237: a market is paused ~6% of the time, rarely closed
     (112, place_commands().map(lambda c: ("place", c))),
     (40, st.tuples(st.just("sell_held"), st.integers(0, 50), place_commands())),
     (
@@ -124,6 +131,19 @@ steps = weighted(  # weights out of 217: a market is paused ~6% of the time, rar
     (16, st.tuples(st.just("resume"), _markets)),
     (1, st.tuples(st.just("close"), _markets)),
     (10, st.tuples(st.just("credit"), st.sampled_from(USERS), st.integers(1, 20_000))),
+    (
+        8,
+        st.builds(SplitPairs, st.sampled_from(USERS), market_ids, quantities).map(
+            lambda c: ("split", c)
+        ),
+    ),
+    (
+        4,
+        st.builds(MergePairs, st.sampled_from(USERS), market_ids, quantities).map(
+            lambda c: ("merge", c)
+        ),
+    ),
+    (8, st.tuples(st.just("merge_held"), st.integers(0, 50), st.integers(1, 20))),
 )
 
 credits = st.fixed_dictionaries(
@@ -177,6 +197,19 @@ def resolve(naive: NaiveExchange, step: tuple) -> tuple:
                 price=price,
             ),
         )
+    if step[0] == "merge_held":  # a merge of pairs someone holds unlocked, if anyone does
+        _, pick, quantity = step
+        pairs = [
+            (u, m, min(yes - yes_locked, no - no_locked))
+            for u in USERS
+            for m in MARKETS
+            for yes, no, yes_locked, no_locked in [naive.position(u, m)]
+            if min(yes - yes_locked, no - no_locked) > 0
+        ]
+        if not pairs:
+            return ("merge", MergePairs(USERS[0], 1, quantity))
+        user, market, free = pairs[pick % len(pairs)]
+        return ("merge", MergePairs(user, market, 1 + (quantity - 1) % free))
     if step[0] == "resume" and naive.markets[step[1]].status != "paused":
         other = 3 - step[1]
         if naive.markets[other].status == "paused":

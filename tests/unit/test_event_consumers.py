@@ -26,6 +26,7 @@ from probo.orderbook import (
     OrderCanceled,
     OrderDuplicate,
     OrderRejected,
+    PairsChanged,
     Payout,
     Settlement,
     TradeExecuted,
@@ -106,6 +107,8 @@ def one_of_each() -> list[Event]:
         WithdrawalAccepted(withdrawal_id=1, user_id=MAKER, amount=100, idempotency_key="w1"),
         WithdrawalRejected(MAKER, 10**6, "w2", "insufficient_funds", "not enough cash"),
         WithdrawalDuplicate(MAKER, "w1", withdrawal_id=1, amount=100),
+        PairsChanged("split", TAKER, MARKET, 2, yes_quantity=2, no_quantity=2, cash=0, locked=0),
+        PairsChanged("merge", TAKER, MARKET, 1, yes_quantity=1, no_quantity=1, cash=1000, locked=0),
     ]
 
 
