@@ -16,6 +16,8 @@ from probo.trading.service import TradingService
 from probo.trading.types import (
     CanceledOrders,
     FillPage,
+    LeaderboardPage,
+    LeaderboardPeriod,
     Order,
     OrderPage,
     OrderRequest,
@@ -244,7 +246,25 @@ async def merge(
     return await trading.pairs(principal.user_id, market_id, "merge", data.quantity)
 
 
+@get(
+    "/api/v1/leaderboard",
+    tags=["trading"],
+    summary="Realised P&L per trader in a period, best first",
+    description="`period` is 7d, 30d or all (default 7d). Traders without a display name "
+    "appear as trader-<id>.",
+    responses=error_responses(400, 503),
+)
+async def leaderboard(
+    trading: TradingService,
+    period: LeaderboardPeriod = "7d",
+    limit: Limit = 50,
+    cursor: Cursor = None,
+) -> LeaderboardPage:
+    return await trading.leaderboard(period, limit, decode_cursor(cursor) or 0)
+
+
 route_handlers = [
+    leaderboard,
     split,
     merge,
     place_order,

@@ -15,6 +15,7 @@ import asyncio
 import math
 import time
 from collections import OrderedDict
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 
@@ -42,6 +43,9 @@ from probo.trading import store
 from probo.trading.ratelimit import OrderRateLimiter
 from probo.trading.types import (
     FillPage,
+    LeaderboardEntry,
+    LeaderboardPage,
+    LeaderboardPeriod,
     LimitOrderRequest,
     Order,
     OrderPage,
@@ -53,10 +57,11 @@ from probo.trading.types import (
     average,
 )
 from probo.trading.views import order_from_events
-from probo.web import ApiError, not_found, page, rate_limited, unavailable
+from probo.web import ApiError, encode_cursor, not_found, page, rate_limited, unavailable
 
 REPEATERS_TRACKED_MAX = 10_000
 UNCONFIRMED = "not confirmed in time; it may still complete: look it up by client_order_id"
+LEADERBOARD_PERIOD_DAYS: dict[str, int | None] = {"7d": 7, "30d": 30, "all": None}
 PAIRS_UNCONFIRMED = (
     "not confirmed in time; it may still complete: check the position before retrying"
 )
@@ -299,6 +304,28 @@ class TradingService:
         if row is None:
             raise not_found("market")
         return self._position(row)
+
+    async def leaderboard(
+        self, period: LeaderboardPeriod, limit: int, offset: int
+    ) -> LeaderboardPage:
+        """Realised P&L per user in the period, best first, from the committed record."""
+        days = LEADERBOARD_PERIOD_DAYS[period]
+        since = None if days is None else datetime.now(UTC) - timedelta(days=days)
+        async with connection(self._pool) as conn:
+            rows = await store.leaderboard(conn, since, offset=offset, limit=limit + 1)
+        items = [
+            LeaderboardEntry(
+                rank=offset + n + 1,
+                display_name=r["display_name"] or f"trader-{r['user_id']}",
+                realized_pnl=r["realized_pnl"],
+                volume=r["volume"],
+            )
+            for n, r in enumerate(rows[:limit])
+        ]
+        more = len(rows) > limit
+        return LeaderboardPage(
+            items=items, next_cursor=encode_cursor(offset + limit) if more else None
+        )
 
     def _position(self, r: asyncpg.Record) -> PortfolioPosition:
         """A position as committed, marked to the engine's best bids while it trades."""

@@ -6,6 +6,7 @@ written by the ledger writer (probo/ledger), never here."""
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import datetime
 
 import asyncpg
 
@@ -226,4 +227,37 @@ async def position(conn: asyncpg.Connection, user_id: int, market_id: int) -> as
         """,
         user_id,
         market_id,
+    )
+
+
+# --- the leaderboard -------------------------------------------------------------------
+
+
+async def leaderboard(
+    conn: asyncpg.Connection, since: datetime | None, *, offset: int, limit: int
+) -> list[asyncpg.Record]:
+    """Users by realised P&L since `since` (None: ever), best first, with the contracts
+    they traded in that time; rows `offset` to `offset + limit`."""
+    return await conn.fetch(
+        """
+        WITH ranked AS (
+            SELECT user_id, sum(amount)::bigint AS realized_pnl
+            FROM realized_pnl WHERE $1::timestamptz IS NULL OR at >= $1
+            GROUP BY user_id
+            ORDER BY realized_pnl DESC, user_id
+            OFFSET $2 LIMIT $3
+        )
+        SELECT r.user_id, r.realized_pnl, u.display_name,
+               coalesce((SELECT sum(quantity) FROM trades t
+                         WHERE t.taker_user_id = r.user_id
+                           AND ($1::timestamptz IS NULL OR t.created_at >= $1)), 0)
+             + coalesce((SELECT sum(quantity) FROM trades t
+                         WHERE t.maker_user_id = r.user_id
+                           AND ($1::timestamptz IS NULL OR t.created_at >= $1)), 0) AS volume
+        FROM ranked r JOIN users u ON u.id = r.user_id
+        ORDER BY r.realized_pnl DESC, r.user_id
+        """,
+        since,
+        offset,
+        limit,
     )

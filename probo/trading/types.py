@@ -164,3 +164,18 @@ class PairsResult(msgspec.Struct):
     no_quantity: int
     balance: int
     available: int
+
+
+LeaderboardPeriod = Literal["7d", "30d", "all"]
+
+
+class LeaderboardEntry(msgspec.Struct):
+    rank: int
+    display_name: str  # `trader-<id>` until the user picks one
+    realized_pnl: int
+    volume: int  # contracts traded in the period
+
+
+class LeaderboardPage(msgspec.Struct):
+    items: list[LeaderboardEntry]
+    next_cursor: str | None
