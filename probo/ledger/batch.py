@@ -131,6 +131,7 @@ class BatchRows:
         "withdrawals",
         "markets",
         "not_new",
+        "realized",
         "positions_before",
     )
 
@@ -146,6 +147,8 @@ class BatchRows:
         self.withdrawals: list[tuple[Any, ...]] = []
         self.markets: dict[int, MarketChange] = {}
         self.not_new: set[int] = set()
+        # (user, market, change of realised P&L) of the positions this batch changes.
+        self.realized: list[tuple[int, int, int]] = []
         # The writer's cached positions these rows replace, kept to undo them.
         self.positions_before: dict[tuple[int, int], PositionCost | None] = {}
 
@@ -265,6 +268,11 @@ class _BatchBuilder:
         deltas = rows.account_deltas
         for account_id in [a for a, d in deltas.items() if d == 0]:
             del deltas[account_id]
+        for key, position in rows.positions.items():
+            before = self.positions.get(key)
+            realized = position.realized - (before.realized if before is not None else 0)
+            if realized:
+                rows.realized.append((key[0], key[1], realized))
         return rows
 
 

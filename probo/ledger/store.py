@@ -132,7 +132,8 @@ SELECT probo_write_batch(
     $19::positions[],
     $20::withdrawals[],
     $21::bigint[], $22::text[], $23::text[], $24::bigint[], $25::int[],
-    $26::bigint[]
+    $26::bigint[],
+    $27::bigint[], $28::bigint[], $29::bigint[]
 )
 """
 _SET_HEAD = "UPDATE ledger_head SET last_batch_id = $1 WHERE only_row"
@@ -282,6 +283,7 @@ async def write_batch_by_call(conn: asyncpg.Connection, rows: BatchRows) -> None
         rows.withdrawals,
         *_market_columns(rows),
         sorted(rows.not_new),
+        *_columns(rows.realized, 3),
     )
 
 
@@ -326,6 +328,10 @@ async def write_batch_by_copy(conn: asyncpg.Connection, rows: BatchRows) -> None
     if rows.withdrawals:
         await conn.copy_records_to_table(
             "withdrawals", records=rows.withdrawals, columns=_WITHDRAWAL_COLUMNS
+        )
+    if rows.realized:
+        await conn.copy_records_to_table(
+            "realized_pnl", records=rows.realized, columns=("user_id", "market_id", "amount")
         )
     if rows.markets:
         await conn.execute(_UPDATE_MARKETS, *_market_columns(rows))
