@@ -495,8 +495,8 @@ class Exchange:
         if refused is not None:
             return refused
         cost = PAYOUT * command.quantity
-        account = self._account(command.user_id)
-        if available_cash(account) < cost:
+        account = self._accounts.get(command.user_id)
+        if account is None or available_cash(account) < cost:
             return [
                 _pairs_rejected(command, "insufficient_funds", f"{cost} paise are not available")
             ]
