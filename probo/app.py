@@ -159,6 +159,8 @@ async def _recovered_services(
     writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
     hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
     hub.load()  # the recovered books are the committed ones
+    async with pool.acquire() as conn:  # the writer has not started: committed state
+        hub.ticker.load(await markets.trade_totals(conn))
     writer.on_commit = hub.committed
     collector.settle_heap()  # the recovered heap lives as long as the process
     mirror = EngineMirror(

@@ -18,6 +18,7 @@ import asyncpg
 import httpx
 
 from tests.conftest import assert_error, bearer, login
+from tests.e2e.test_realtime import feed
 from tests.trading import Trader, create_market, funded_trader
 
 WAIT_S = 10.0
@@ -228,6 +229,60 @@ async def test_categories_count_open_markets(
     assert counts[busy] == 3
     assert done not in counts  # no open market left
     assert "" not in counts
+
+
+# --- the ticker channel -----------------------------------------------------------------------
+
+
+async def test_ticker_sends_a_market_line_when_it_changes(
+    client: httpx.AsyncClient, admin: dict[str, str], outbox_path: Path
+) -> None:
+    market_id = (await create_market(client, admin))["id"]
+    alice = await funded_trader(client, outbox_path, deposit=100_000)
+    bob = await funded_trader(client, outbox_path, deposit=100_000)
+    async with feed(client) as ticker:
+        await ticker.send(op="subscribe", channel="ticker")
+        await ticker.wait_for(lambda m: m == {"type": "subscribed", "channel": "ticker"})
+
+        def lines() -> list[dict]:
+            return [m for m in ticker.of_type("ticker") if m["market_id"] == market_id]
+
+        await alice.placed(market_id, "yes", "buy", 4, 300)
+        line = await ticker.wait_for(lambda m: m.get("market_id") == market_id)
+        assert line == {
+            "type": "ticker",
+            "channel": "ticker",
+            "market_id": market_id,
+            "best_yes_bid": 300,
+            "best_no_bid": None,
+            "last_price": None,
+            "volume": 0,
+        }
+        # A trade: the bid shrinks (its best price stays), last price and volume move.
+        await bob.placed(market_id, "no", "buy", 1, 700)
+        line = await ticker.wait_for(lambda m: m.get("market_id") == market_id and m["volume"])
+        seen = len(lines())
+        assert seen == 2, lines()
+        assert (line["best_yes_bid"], line["best_no_bid"], line["last_price"], line["volume"]) == (
+            300,
+            None,
+            300,
+            1,
+        )
+        # Nothing the line shows changes: no line. A NO bid: a line.
+        await alice.placed(market_id, "yes", "buy", 1, 200)
+        await alice.placed(market_id, "yes", "buy", 1, 300)
+        await bob.placed(market_id, "no", "buy", 1, 600)
+        line = await ticker.wait_for(
+            lambda m: m.get("market_id") == market_id and m["best_no_bid"] == 600
+        )
+        assert len(lines()) == seen + 1, lines()
+        assert (line["best_yes_bid"], line["last_price"], line["volume"]) == (300, 300, 1)
+        await ticker.send(op="unsubscribe", channel="ticker")
+        await ticker.wait_for(lambda m: m == {"type": "unsubscribed", "channel": "ticker"})
+        await bob.placed(market_id, "no", "buy", 1, 650)
+        await asyncio.sleep(0.2)
+        assert len(lines()) == seen + 1
 
 
 # --- the watchlist -------------------------------------------------------------------------------
