@@ -494,11 +494,15 @@ $$;
 -- Discovery (SPEC §12) -------------------------------------------------------------
 
 -- Search: the words of title and description, parsed with the `simple` configuration
--- (lower case, no stemming, no stop words: titles mix languages and names). An
--- expression index rather than a stored generated column: the ledger writer updates a
--- traded market's row every batch, and a stored column would be recomputed each time.
-CREATE INDEX IF NOT EXISTS markets_search_idx ON markets
-    USING gin (to_tsvector('simple'::regconfig, title || ' ' || description));
+-- (lower case, no stemming, no stop words: titles mix languages and names). A stored
+-- column, so matching a row costs no parsing; Postgres recomputes it only when an
+-- UPDATE sets the title or the description, never for the ledger writer's updates of
+-- volume and status. No fast update on its index: markets are created one at a time,
+-- and a pending list would be scanned by every search until a vacuum.
+ALTER TABLE markets ADD COLUMN IF NOT EXISTS search tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, title || ' ' || description)) STORED;
+CREATE INDEX IF NOT EXISTS markets_search_idx ON markets USING gin (search)
+    WITH (fastupdate = off);
 CREATE INDEX IF NOT EXISTS markets_open_category_idx ON markets (category) WHERE status = 'open';
 CREATE INDEX IF NOT EXISTS markets_category_idx ON markets (category, id DESC);
 

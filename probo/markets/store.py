@@ -18,8 +18,6 @@ SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m
        coalesce(s.open_interest, 0) AS open_interest
 FROM markets m LEFT JOIN market_stats s ON s.market_id = m.id
 """
-# The words of a market, exactly as the search index (schema.sql) holds them.
-_SEARCH_VECTOR = "to_tsvector('simple'::regconfig, m.title || ' ' || m.description)"
 # A search: the words of `q`, parsed like the markets' text, each as a prefix ("ind"
 # finds "India"), all of them required. Each lexeme is quoted for to_tsquery (quotes
 # and backslashes doubled), so no input is read as query syntax.
@@ -103,9 +101,13 @@ async def market_rows(
     filtered by status, category and the words of `q`.
 
     The statement holds only the conditions asked for (fixed fragments; every value a
-    parameter), so each combination gets a plan of its own that can use its index."""
+    parameter), so each combination gets a plan of its own that can use its index. A
+    search first finds its page's ids through the search index (`page`, materialised),
+    then reads those markets whole: the planner cannot see the words of `q` when it
+    plans, and would otherwise walk the list in `sort` order testing each market (slow
+    for a rare word), or read every match whole before keeping a page of them."""
     order, continues = _SORTS[sort]
-    conditions: list[str] = []
+    filters: list[str] = []
     arguments: list[object] = []
 
     def parameter(value: object) -> str:
@@ -113,17 +115,28 @@ async def market_rows(
         return f"${len(arguments)}"
 
     if status is not None:
-        conditions.append(f"m.status = {parameter(status)}")
+        filters.append(f"m.status = {parameter(status)}")
     if category is not None:
-        conditions.append(f"m.category = {parameter(category)}")
+        filters.append(f"m.category = {parameter(category)}")
     if q is not None:
-        conditions.append(f"{_SEARCH_VECTOR} @@ {_SEARCH_QUERY.format(q=parameter(q))}")
+        filters.append(f"m.search @@ {_SEARCH_QUERY.format(q=parameter(q))}")
+        found = f"SELECT m.id, m.closes_at FROM markets m WHERE {' AND '.join(filters)}"
+        filters = []
     if after is not None:
         keys = {f"k{i}": parameter(value) for i, value in enumerate(after)}
-        conditions.append(continues.format(**keys))
-    where = f"WHERE {' AND '.join(conditions)} " if conditions else ""
+        filters.append(continues.format(**keys))
+    where = f"WHERE {' AND '.join(filters)} " if filters else ""
+    if q is None:
+        return await conn.fetch(
+            f"{_MARKET_SELECT} {where}ORDER BY {order} LIMIT {parameter(limit)}", *arguments
+        )
+    stats = "LEFT JOIN market_stats s ON s.market_id = m.id " if sort == "volume" else ""
     return await conn.fetch(
-        f"{_MARKET_SELECT} {where}ORDER BY {order} LIMIT {parameter(limit)}", *arguments
+        f"WITH found AS MATERIALIZED ({found}), "
+        f"page AS MATERIALIZED (SELECT m.id FROM found m {stats}{where}"
+        f"ORDER BY {order} LIMIT {parameter(limit)}) "
+        f"{_MARKET_SELECT} WHERE m.id IN (SELECT id FROM page) ORDER BY {order}",
+        *arguments,
     )
 
 
