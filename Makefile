@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROBO := $(VENV)/bin/probo
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery bench-ws lint audit migrate clean
+.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery bench-ws bench-markets lint audit migrate clean
 
 # The matching core is compiled with mypyc (setup.py): reinstall when it changes. mypyc
 # type-checks what the compiled modules import too (the rest of probo/orderbook), so a
@@ -54,6 +54,10 @@ bench-recovery: $(STAMP)
 # 1,000 WebSocket subscribers of one market while orders flow at 2,000/s over HTTP.
 bench-ws: $(STAMP)
 	$(PY) -m bench.ws
+
+# Market search (GET /api/v1/markets?q=) among 10,000 markets with trades, p50/p99.
+bench-markets: $(STAMP)
+	$(PY) -m bench.markets_search
 
 # The matching core against lightmatchingengine and liquibook on one order flow.
 bench-engine: $(BENCH_STAMP)

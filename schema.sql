@@ -524,3 +524,44 @@ DROP TRIGGER IF EXISTS positions_realized_on_update ON positions;
 DROP FUNCTION IF EXISTS probo_record_realized_pnl();
 -- Display names (SPEC §12's profile; the leaderboard shows them).
 ALTER TABLE users ADD COLUMN IF NOT EXISTS display_name text;
+
+-- Discovery (SPEC §12) -------------------------------------------------------------
+
+-- Search: the words of title and description, parsed with the `simple` configuration
+-- (lower case, no stemming, no stop words: titles mix languages and names). A stored
+-- column, so matching a row costs no parsing; Postgres recomputes it only when an
+-- UPDATE sets the title or the description, never for the ledger writer's updates of
+-- volume and status. No fast update on its index: markets are created one at a time,
+-- and a pending list would be scanned by every search until a vacuum.
+ALTER TABLE markets ADD COLUMN IF NOT EXISTS search tsvector
+    GENERATED ALWAYS AS (to_tsvector('simple'::regconfig, title || ' ' || description)) STORED;
+CREATE INDEX IF NOT EXISTS markets_search_idx ON markets USING gin (search)
+    WITH (fastupdate = off);
+CREATE INDEX IF NOT EXISTS markets_open_category_idx ON markets (category) WHERE status = 'open';
+CREATE INDEX IF NOT EXISTS markets_category_idx ON markets (category, id DESC);
+
+-- The 24 h figures of each market, refreshed in the background from the trades and
+-- positions (probo/markets/stats.py), in a table of their own: the ledger writer
+-- updates `markets` rows every batch, and the two never wait on each other's locks.
+-- `due_at`: when the oldest trade of the window leaves it (the figures change then
+-- with no new trade); NULL when the window holds none.
+CREATE TABLE IF NOT EXISTS market_stats (
+    market_id       bigint PRIMARY KEY REFERENCES markets (id),
+    volume_24h      bigint NOT NULL DEFAULT 0,
+    price_24h_ago   integer,  -- YES price of the last trade at or before 24 h ago
+    open_interest   bigint NOT NULL DEFAULT 0,  -- YES contracts outstanding
+    due_at          timestamptz,
+    refreshed_at    timestamptz NOT NULL DEFAULT now()
+);
+CREATE INDEX IF NOT EXISTS market_stats_due_idx ON market_stats (due_at) WHERE due_at IS NOT NULL;
+CREATE INDEX IF NOT EXISTS market_stats_volume_idx ON market_stats (volume_24h DESC, market_id DESC);
+INSERT INTO market_stats (market_id) SELECT id FROM markets ON CONFLICT (market_id) DO NOTHING;
+
+-- A user's watched markets, newest first.
+CREATE TABLE IF NOT EXISTS watchlist (
+    user_id     bigint NOT NULL REFERENCES users (id),
+    market_id   bigint NOT NULL REFERENCES markets (id),
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (user_id, market_id)
+);
+CREATE INDEX IF NOT EXISTS watchlist_user_idx ON watchlist (user_id, created_at DESC, market_id DESC);

@@ -4,7 +4,7 @@ here, in the application's lifespan, and torn down in reverse order."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import asyncpg
@@ -24,7 +24,7 @@ from probo.infra import (
     request_context_middleware,
 )
 from probo.ledger import LedgerWriter
-from probo.orderbook import Engine, EngineMirror
+from probo.orderbook import Engine, EngineMirror, Entry
 from probo.services import Services
 from probo.web import (
     PublishedOpenAPIConfig,
@@ -159,6 +159,8 @@ async def _recovered_services(
     writer.engine = engine  # paused and rebuilt if the ledger refuses a decision
     hub = realtime.Hub(engine, pool, is_revoked=revocations.is_revoked)
     hub.load()  # the recovered books are the committed ones
+    async with pool.acquire() as conn:  # the writer has not started: committed state
+        hub.ticker.load(await markets.trade_totals(conn))
     writer.on_commit = hub.committed
     collector.settle_heap()  # the recovered heap lives as long as the process
     mirror = EngineMirror(
@@ -175,6 +177,10 @@ async def _recovered_services(
         mirror=mirror,
         provider=payment_provider,
     )
+    market_service = markets.MarketService(
+        pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
+    )
+    writer.on_commit = _each(market_service.stats.committed, hub.committed)
     return Services(
         settings=settings,
         pool=pool,
@@ -185,9 +191,7 @@ async def _recovered_services(
         mirror=mirror,
         wallet=wallet_service,
         trading=trading.TradingService(settings=settings, pool=pool, engine=engine),
-        markets=markets.MarketService(
-            pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
-        ),
+        markets=market_service,
         kyc=kyc.KycService(pool),
         referral=referral.ReferralService(settings=settings, pool=pool, mirror=mirror),
         auth=auth.AuthService(
@@ -201,6 +205,18 @@ async def _recovered_services(
             kyc_status_of=kyc.kyc_status_of,
         ),
     )
+
+
+def _each(
+    *consumers: Callable[[list[Entry]], None],
+) -> Callable[[list[Entry]], None]:
+    """One `on_commit` that hands each committed batch to every consumer, in order."""
+
+    def committed(batch: list[Entry]) -> None:
+        for consumer in consumers:
+            consumer(batch)
+
+    return committed
 
 
 def _sms_provider(settings: Settings) -> auth.SmsProvider:
@@ -239,6 +255,7 @@ def _start_background(
         asyncio.create_task(revocations.listen(), name="revocations"),
         asyncio.create_task(markets.run_market_clock(services.markets), name="market-clock"),
         asyncio.create_task(services.mirror.run_reconciler(), name="credit-reconciler"),
+        asyncio.create_task(services.markets.stats.run(), name="market-stats"),
         asyncio.create_task(
             wallet.run_payments_reconciler(
                 services.wallet, services.settings.payments_reconcile_after_s

@@ -1,7 +1,17 @@
-"""Markets: creation, lifecycle and resolution, the market clock, and market data."""
+"""Markets: creation, lifecycle and resolution, the market clock, market data, discovery
+(search, sorts, 24 h figures, categories) and the watchlist."""
 
 from probo.markets.api import dependencies, route_handlers
 from probo.markets.scheduler import run_market_clock
 from probo.markets.service import MarketService
+from probo.markets.stats import MarketStats
+from probo.markets.store import trade_totals
 
-__all__ = ["MarketService", "dependencies", "route_handlers", "run_market_clock"]
+__all__ = [
+    "MarketService",
+    "MarketStats",
+    "dependencies",
+    "route_handlers",
+    "run_market_clock",
+    "trade_totals",
+]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from litestar import get, post
+from litestar import delete, get, patch, post, put
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.params import Parameter
@@ -13,12 +13,16 @@ from probo.auth import Claims
 from probo.markets.service import MarketService
 from probo.markets.types import (
     CandlePage,
+    CategoryList,
     Interval,
     Market,
     MarketCreate,
+    MarketEdit,
     MarketPage,
     Resolution,
+    Sort,
     TradePage,
+    Watch,
 )
 from probo.realtime import OrderBook
 from probo.services import services_of
@@ -36,6 +40,21 @@ StatusFilter = Annotated[
     Literal["open", "paused", "closed", "resolved"] | None, Parameter(default=None)
 ]
 CategoryFilter = Annotated[str | None, storable_text_parameter(max_length=64)]
+SearchWords = Annotated[
+    str | None,
+    storable_text_parameter(
+        max_length=100,
+        description="words of the title or description; each matches a word it begins",
+    ),
+]
+SortOrder = Annotated[
+    Sort,
+    Parameter(
+        default="new",
+        description="new: newest first; closing: soonest closes_at first; "
+        "volume: most contracts traded in 24 h first",
+    ),
+]
 Depth = Annotated[int | None, Parameter(default=None, ge=1, le=1000, description="levels per side")]
 
 
@@ -114,19 +133,88 @@ async def resolve_market(
 @get(
     "/api/v1/markets",
     tags=["markets"],
-    summary="Markets, newest first",
+    summary="Markets: search, filter, sort (newest first by default)",
     responses=error_responses(400, 503),
 )
 async def list_markets(
     markets: MarketService,
+    q: SearchWords = None,
     status: StatusFilter = None,
     category: CategoryFilter = None,
+    sort: SortOrder = "new",
     limit: Limit = 50,
     cursor: Cursor = None,
 ) -> MarketPage:
     return await markets.list(
-        status=status, category=category, limit=limit, before_id=decode_cursor(cursor)
+        q=q, status=status, category=category, sort=sort, limit=limit, cursor=cursor
     )
+
+
+@get(
+    "/api/v1/categories",
+    tags=["markets"],
+    summary="Categories with open markets, the most first",
+    responses=error_responses(503),
+)
+async def list_categories(markets: MarketService) -> CategoryList:
+    return await markets.categories()
+
+
+@patch(
+    "/api/v1/admin/markets/{market_id:int}",
+    status_code=200,
+    tags=["admin"],
+    summary="Edit a market (title, description, category, rules, a later closes_at)",
+    responses=error_responses(
+        400,
+        401,
+        403,
+        404,
+        409,
+        413,
+        422,
+        503,
+        codes={409: "invalid_transition (closed or resolved)", 422: "validation_error"},
+    ),
+)
+async def edit_market(
+    market_id: MarketId, data: MarketEdit, admin: Claims, markets: MarketService
+) -> Market:
+    return await markets.edit(market_id, data)
+
+
+@put(
+    "/api/v1/watchlist/{market_id:int}",
+    status_code=200,
+    tags=["watchlist"],
+    summary="Watch a market (again: no change)",
+    responses=error_responses(400, 401, 403, 404, 503),
+)
+async def watch_market(market_id: MarketId, principal: Claims, markets: MarketService) -> Watch:
+    return await markets.watch(principal.user_id, market_id)
+
+
+@delete(
+    "/api/v1/watchlist/{market_id:int}",
+    status_code=200,
+    tags=["watchlist"],
+    summary="Stop watching a market (not watched: no change)",
+    responses=error_responses(400, 401, 403, 404, 503),
+)
+async def unwatch_market(market_id: MarketId, principal: Claims, markets: MarketService) -> Watch:
+    return await markets.unwatch(principal.user_id, market_id)
+
+
+@get(
+    "/api/v1/watchlist",
+    tags=["watchlist"],
+    summary="The markets I watch, the most recently watched first",
+    responses=error_responses(400, 401, 503),
+)
+async def watchlist(
+    principal: Claims, markets: MarketService, limit: Limit = 50, cursor: Cursor = None
+) -> MarketPage:
+    return await markets.watchlist(principal.user_id, limit=limit, cursor=cursor)
 
 
 @get(
@@ -185,7 +273,12 @@ route_handlers = [
     resume_market,
     close_market,
     resolve_market,
+    edit_market,
     list_markets,
+    list_categories,
+    watch_market,
+    unwatch_market,
+    watchlist,
     get_market,
     get_order_book,
     list_trades,

@@ -27,14 +27,26 @@ from loguru import logger
 
 from probo.infra import connection
 from probo.markets import store
+from probo.markets.cursors import (
+    decode_market_cursor,
+    decode_watch_cursor,
+    encode_market_cursor,
+    encode_watch_cursor,
+)
+from probo.markets.stats import MarketStats
 from probo.markets.types import (
     CandlePage,
+    Category,
+    CategoryList,
     Interval,
     Market,
     MarketCreate,
+    MarketEdit,
     MarketPage,
     Outcome,
+    Sort,
     TradePage,
+    Watch,
 )
 from probo.orderbook import (
     CONTRACT_PAYOUT,
@@ -64,6 +76,7 @@ FAR_FUTURE = datetime(9999, 1, 1, tzinfo=UTC)
 # A candles cursor is epoch seconds; past FAR_FUTURE it is none we issued (and soon
 # beyond what a datetime can hold).
 CANDLE_CURSOR_SECONDS_MAX = int((FAR_FUTURE - EPOCH).total_seconds())
+CATEGORIES_MAX = 1000  # categories listed, the most open markets first
 
 
 class MarketService:
@@ -74,6 +87,7 @@ class MarketService:
         self._engine = engine
         self._hub = hub
         self._ack_timeout_s = ack_timeout_ms / 1000
+        self.stats = MarketStats(pool)
         # Resolutions this process is paying now, per market (concurrent requests count
         # once each): the market clock leaves them alone, and a failed one is cleared
         # only by the last of them.
@@ -91,6 +105,7 @@ class MarketService:
         async with connection(self._pool) as conn, conn.transaction():
             market_id = await store.insert_market(conn, request, closes_at)
             await store.insert_escrow_account(conn, market_id)
+            await store.insert_market_stats(conn, market_id)
         self._engine.open_market(market_id, request.tick, closes_at.timestamp())
         return await self.get(market_id)
 
@@ -285,6 +300,13 @@ class MarketService:
             best_no_bid=best_no,
             last_price=row["last_price"],
             volume=row["volume"],
+            volume_24h=row["volume_24h"],
+            price_change_24h=(
+                None
+                if row["last_price"] is None or row["price_24h_ago"] is None
+                else row["last_price"] - row["price_24h_ago"]
+            ),
+            open_interest=row["open_interest"],
         )
 
     async def get(self, market_id: int) -> Market:
@@ -295,14 +317,108 @@ class MarketService:
         return self._market(row)
 
     async def list(
-        self, *, status: str | None, category: str | None, limit: int, before_id: int | None
+        self,
+        *,
+        status: str | None,
+        category: str | None,
+        limit: int,
+        cursor: str | None,
+        q: str | None = None,
+        sort: Sort = "new",
     ) -> MarketPage:
+        """Markets in `sort` order (`new`: newest first; `closing`: soonest `closes_at`
+        first; `volume`: most traded in 24 h first), filtered; `q` keeps those whose
+        title or description has a word starting with each of its words."""
+        after = decode_market_cursor(sort, cursor)
+        if q is not None and not any(c.isalnum() for c in q):
+            q = None  # no word to look for: no filter
         async with connection(self._pool) as conn:
             rows = await store.market_rows(
-                conn, status=status, category=category, before_id=before_id, limit=limit + 1
+                conn,
+                status=status,
+                category=category,
+                q=q,
+                sort=sort,
+                after=after,
+                limit=limit + 1,
             )
-        rows, cursor = page(rows, limit, lambda r: r["id"])
-        return MarketPage(items=[self._market(r) for r in rows], next_cursor=cursor)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last = rows[-1]
+            next_cursor = encode_market_cursor(
+                sort, last["id"], last["closes_at"], last["volume_24h"]
+            )
+        return MarketPage(items=[self._market(r) for r in rows], next_cursor=next_cursor)
+
+    async def categories(self) -> CategoryList:
+        async with connection(self._pool) as conn:
+            rows = await store.categories(conn, CATEGORIES_MAX)
+        return CategoryList(
+            items=[Category(category=r["category"], open_markets=r["open_markets"]) for r in rows]
+        )
+
+    async def edit(self, market_id: int, edit: MarketEdit) -> Market:
+        """Change what the admin gave of an open or paused market; `closes_at` only later
+        than the current one and than now. The engine learns a new `closes_at` once it has committed."""
+        closes_at = None
+        if edit.closes_at is not None:
+            try:
+                closes_at = edit.closes_at.astimezone(UTC)
+            except OverflowError:
+                raise validation_error("closes_at is out of range") from None
+        async with connection(self._pool) as conn:
+            row = await store.edit_market(
+                conn,
+                market_id,
+                title=edit.title,
+                description=edit.description,
+                category=edit.category,
+                rules=edit.rules,
+                closes_at=closes_at,
+            )
+            if row is None:
+                state = await store.market_state(conn, market_id)
+                if state is None:
+                    raise not_found("market")
+                if state["status"] not in ("open", "paused"):
+                    raise ApiError(
+                        409, "invalid_transition", f"market {market_id} is {state['status']}"
+                    )
+                raise validation_error("closes_at must be later than now and than the current one")
+        if closes_at is not None:
+            # The engine refuses orders from `closes_at` on: it learns the new one now.
+            # open_market on an open market only records it (and keeps it across a rebuild
+            # under way, which may have read the old one).
+            self._engine.open_market(market_id, row["tick"], row["closes_at"].timestamp())
+        return await self.get(market_id)
+
+    # --- the watchlist -----------------------------------------------------------------------
+
+    async def watch(self, user_id: int, market_id: int) -> Watch:
+        async with connection(self._pool) as conn:
+            if not await store.market_exists(conn, market_id):
+                raise not_found("market")
+            await store.watch(conn, user_id, market_id)
+        return Watch(market_id=market_id, watched=True)
+
+    async def unwatch(self, user_id: int, market_id: int) -> Watch:
+        async with connection(self._pool) as conn:
+            if not await store.market_exists(conn, market_id):
+                raise not_found("market")
+            await store.unwatch(conn, user_id, market_id)
+        return Watch(market_id=market_id, watched=False)
+
+    async def watchlist(self, user_id: int, *, limit: int, cursor: str | None) -> MarketPage:
+        """The markets the user watches, the most recently watched first."""
+        after = decode_watch_cursor(cursor)
+        async with connection(self._pool) as conn:
+            rows = await store.watched_rows(conn, user_id, after=after, limit=limit + 1)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            next_cursor = encode_watch_cursor(rows[-1]["watched_at"], rows[-1]["id"])
+        return MarketPage(items=[self._market(r) for r in rows], next_cursor=next_cursor)
 
     async def order_book(self, market_id: int, depth: int | None) -> OrderBook:
         """The committed book, with the `seq` of the WebSocket deltas it matches."""

@@ -12,6 +12,7 @@ from probo.web import StorableText
 MarketStatus = Literal["open", "paused", "closed", "resolved"]
 Outcome = Literal["yes", "no", "void"]
 Interval = Literal["1m", "5m", "1h", "1d"]
+Sort = Literal["new", "closing", "volume"]
 
 
 class MarketCreate(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,6 +42,9 @@ class Market(msgspec.Struct):
     best_no_bid: int | None
     last_price: int | None  # YES price of the last trade
     volume: int  # contracts traded
+    volume_24h: int  # contracts traded in the last 24 h
+    price_change_24h: int | None  # YES last price now minus 24 h ago
+    open_interest: int  # YES contracts outstanding
 
 
 class Resolution(msgspec.Struct, forbid_unknown_fields=True):
@@ -79,3 +83,28 @@ class Candle(msgspec.Struct):
 class CandlePage(msgspec.Struct):
     items: list[Candle]
     next_cursor: str | None
+
+
+class MarketEdit(msgspec.Struct, forbid_unknown_fields=True):
+    """What an admin may change on an open or paused market; a field left out (or
+    null) stays as it is. `closes_at` may only move later."""
+
+    title: Annotated[StorableText, msgspec.Meta(min_length=1, max_length=200)] | None = None
+    description: Annotated[StorableText, msgspec.Meta(max_length=5000)] | None = None
+    category: Annotated[StorableText, msgspec.Meta(max_length=64)] | None = None
+    rules: Annotated[StorableText, msgspec.Meta(max_length=10_000)] | None = None
+    closes_at: Annotated[datetime, msgspec.Meta(tz=True)] | None = None
+
+
+class Category(msgspec.Struct):
+    category: str
+    open_markets: int
+
+
+class CategoryList(msgspec.Struct):
+    items: list[Category]
+
+
+class Watch(msgspec.Struct):
+    market_id: int
+    watched: bool

@@ -33,6 +33,7 @@ from probo.realtime.subscriber import (
     Subscriber,
     direct_socket,
 )
+from probo.realtime.ticker import TICKER_CHANNEL
 from probo.realtime.types import ClientMessage, Error, Pong, Subscribed, Unsubscribed
 from probo.services import services_of
 from probo.web import ApiError
@@ -125,9 +126,20 @@ def _handle(hub: Hub, subscriber: Subscriber, raw: str) -> None:
             hub.join_user(subscriber)
             _say(subscriber, Subscribed(channel))
         return
+    if channel == TICKER_CHANNEL:
+        if message.op == "unsubscribe":
+            hub.ticker.leave(subscriber)
+            _say(subscriber, Unsubscribed(channel))
+        else:
+            hub.ticker.join(subscriber)
+            _say(subscriber, Subscribed(channel))
+        return
     market_id = _market_id(channel)
     if market_id is None:
-        _say(subscriber, Error("validation_error", "channel is 'user' or 'market:<id>'", channel))
+        _say(
+            subscriber,
+            Error("validation_error", "channel is 'user', 'ticker' or 'market:<id>'", channel),
+        )
     elif message.op == "unsubscribe":
         hub.leave_market(subscriber, market_id)
         _say(subscriber, Unsubscribed(channel))  # type: ignore[arg-type]

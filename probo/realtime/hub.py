@@ -48,6 +48,7 @@ from probo.orderbook import (
 from probo.realtime.book import CommittedBook
 from probo.realtime.frames import text_frame
 from probo.realtime.subscriber import Subscriber
+from probo.realtime.ticker import Ticker
 from probo.realtime.types import (
     BookDelta,
     Level,
@@ -132,6 +133,7 @@ class Hub:
         self._snapshots: dict[int, tuple[int, bytes]] = {}  # market -> (seq, encoded)
         self._flush: asyncio.TimerHandle | None = None
         self.users = UserFeeds(engine, pool, is_revoked)
+        self.ticker = Ticker(self._best_bids)
 
     def load(self) -> None:
         """Start from the engine's books: right after recovery they are the committed ones."""
@@ -154,7 +156,7 @@ class Hub:
             events = entry.events
             if events and type(events[0]) not in _CHANGES_NO_MARKET:
                 self._apply(events, entry)
-        if self._changed and self._flush is None:
+        if (self._changed or self.ticker.pending) and self._flush is None:
             self._flush = asyncio.get_running_loop().call_later(self._coalesce_s, self.flush)
         self.users.committed(batch)
 
@@ -166,6 +168,7 @@ class Hub:
             self._flush_now(market_id)  # what came before the change goes first
         book = self._book(market_id)
         book.apply(events)
+        self.ticker.touched(market_id, trades)
         if book.pending:
             self._changed.add(market_id)
         if market_id not in self._rooms:
@@ -189,6 +192,7 @@ class Hub:
         changed, self._changed = self._changed, set()
         for market_id in changed:
             self._flush_market(market_id)
+        self._flush_ticker()
 
     def _flush_market(self, market_id: int) -> None:
         book = self._books.get(market_id)
@@ -270,6 +274,31 @@ class Hub:
                 self._statuses.pop(market_id, None)
         subscriber.markets.discard(market_id)
 
+    # --- the ticker channel (ticker.py) ----------------------------------------------
+
+    def _best_bids(self, market_id: int) -> tuple[int | None, int | None]:
+        """(best YES bid, best NO bid) of the committed book."""
+        book = self._books.get(market_id)
+        if book is None:
+            return None, None
+        best_yes = best_no = None
+        for outcome, price in book.levels:
+            if outcome == "yes":
+                if best_yes is None or price > best_yes:
+                    best_yes = price
+            elif best_no is None or price > best_no:
+                best_no = price
+        return best_yes, best_no
+
+    def _flush_ticker(self) -> None:
+        """The ticker lines of this window; more in the next window if some wait."""
+        payloads = self.ticker.take()
+        room = self.ticker.room
+        if payloads and room:
+            self._broadcast(room, payloads)
+        if self.ticker.pending and self._flush is None:
+            self._flush = asyncio.get_running_loop().call_later(self._coalesce_s, self.flush)
+
     # --- the user channel ------------------------------------------------------------
 
     def join_user(self, subscriber: Subscriber) -> None:
@@ -280,6 +309,7 @@ class Hub:
 
     def leave(self, subscriber: Subscriber) -> None:
         """Out of every room (a closed or kicked connection)."""
+        self.ticker.leave(subscriber)
         for market_id in list(subscriber.markets):
             self.leave_market(subscriber, market_id)
         self.users.leave(subscriber)

@@ -76,6 +76,17 @@ class MarketChanged(msgspec.Struct, tag_field="type", tag="market"):
     outcome: Literal["yes", "no", "void"] | None = None
 
 
+class TickerLine(msgspec.Struct, tag_field="type", tag="ticker"):
+    """One market's line on the `ticker` channel, sent when one of its values changed."""
+
+    market_id: int
+    best_yes_bid: int | None  # what buyers of YES bid now
+    best_no_bid: int | None
+    last_price: int | None  # YES price of the last trade
+    volume: int  # contracts traded
+    channel: str = "ticker"
+
+
 class OrderUpdate(msgspec.Struct, tag_field="type", tag="order"):
     order: Order
     channel: str = "user"

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 
 from probo.ledger import PLATFORM_FEES_ACCOUNT_ID
-from probo.web import ApiError, decode_cursor
+from probo.web import ApiError
 from tests.services import (
     Services,
     balance,
@@ -300,9 +300,7 @@ async def test_the_listing_filters_and_pages_newest_first_every_market_once(
 
     seen, cursor = [], None
     while True:
-        page = await services.markets.list(
-            status=None, category=category, limit=2, before_id=decode_cursor(cursor)
-        )
+        page = await services.markets.list(status=None, category=category, limit=2, cursor=cursor)
         assert len(page.items) <= 2
         seen += [market.id for market in page.items]
         if page.next_cursor is None:
@@ -311,9 +309,7 @@ async def test_the_listing_filters_and_pages_newest_first_every_market_once(
     assert seen == ids[::-1]
 
     async def listed(status: str) -> list[int]:
-        page = await services.markets.list(
-            status=status, category=category, limit=50, before_id=None
-        )
+        page = await services.markets.list(status=status, category=category, limit=50, cursor=None)
         return [market.id for market in page.items]
 
     assert await listed("open") == [ids[4], ids[2], ids[0]]
