@@ -213,19 +213,20 @@ class AuthService:
                     raise unauthorized("this session's user no longer exists")
                 if user["suspended"]:
                     raise suspended()
+                # The old token is revoked first: of concurrent refreshes (or a refresh
+                # racing a revocation another process has not announced yet) one wins.
+                if not await store.claim_revocation(
+                    conn, claims.jti, claims.user_id, _at(claims.expires_at)
+                ):
+                    raise unauthorized("this session has been logged out")
                 moved = await store.move_session(
                     conn, claims.jti, fresh.jti, agent, _at(fresh.expires_at)
                 )
                 if moved is None:
-                    if self.revocations.is_revoked(claims.jti):  # revoked meanwhile
-                        raise unauthorized("this session has been logged out")
                     # A token from before sessions were kept: it gets its row now.
                     await store.insert_session(
                         conn, claims.user_id, fresh.jti, agent, _at(fresh.expires_at)
                     )
-                await store.insert_revocations(
-                    conn, claims.user_id, [(claims.jti, _at(claims.expires_at))]
-                )
             kyc_status = await self._kyc_status_of(conn, claims.user_id)
         await self.revocations.announce(claims.jti, claims.expires_at)
         self.activity.forget(claims.jti)

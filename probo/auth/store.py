@@ -109,6 +109,21 @@ async def insert_revocations(
     )
 
 
+async def claim_revocation(
+    conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime
+) -> bool:
+    """Revoke `jti`: False if it was revoked already (by anyone, committed or not: the
+    key makes a concurrent revoker wait for this one's transaction)."""
+    revoked = await conn.fetchval(
+        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) "
+        "ON CONFLICT (jti) DO NOTHING RETURNING true",
+        jti,
+        user_id,
+        expires_at,
+    )
+    return bool(revoked)
+
+
 # --- sessions ------------------------------------------------------------------------------
 
 
