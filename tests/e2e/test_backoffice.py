@@ -3,6 +3,7 @@ page, the ledger browser, the exchange's figures."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
@@ -433,3 +434,18 @@ async def test_stats_count_what_happened(
     assert await engine_differences(app, db) == []
     assert (await live_audit(client, admin))["breaches"] == []
     assert ADMIN_PHONE  # the admin's own user counts among `users`
+
+
+async def test_a_reload_never_undoes_a_suspension_announced_while_it_reads(
+    client: httpx.AsyncClient, app: Litestar
+) -> None:
+    revocations = services_of(app).auth.revocations
+    user_id = 10**15  # no such user: Postgres knows no suspension of it
+    reload = asyncio.create_task(revocations.load())
+    await asyncio.sleep(0)  # the reload is reading Postgres
+    await revocations.announce_suspension(user_id, True)
+    await reload
+    assert revocations.is_suspended(user_id)
+    await revocations.announce_suspension(user_id, False)
+    await revocations.load()
+    assert not revocations.is_suspended(user_id)
