@@ -1,7 +1,7 @@
 """SQL of the back office: users with their money, the ledger's transfers, the stats.
 
 Reads only. Every filter has an index (schema.sql, "Accounts and back-office"): users by
-id, phone prefix, display name prefix; transfers by account (both sides), kind (all
+id, phone prefix, display name prefix (ranges in byte order, on `text_pattern_ops`); transfers by account (both sides), kind (all
 but `trade`, which walks the primary key), and a market's fee references.
 """
 
@@ -23,10 +23,11 @@ FROM users u LEFT JOIN accounts a ON a.user_id = u.id
 """
 
 
-def like_prefix(text: str) -> str:
-    """`text` as a LIKE prefix pattern, its wildcards escaped (`_` is a name character)."""
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + "%"
+def prefix_range(prefix: str) -> tuple[str, str]:
+    """[low, high) of the strings starting with `prefix` (ASCII), in byte order: what a
+    `text_pattern_ops` index finds with a generic plan too (a LIKE needs its pattern
+    known when the statement is planned)."""
+    return prefix, prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
 class _Arguments:
@@ -56,9 +57,12 @@ async def users(
     if user_id is not None:
         matches.append(f"u.id = {arg(user_id)}")
     for prefix in phone_prefixes:
-        matches.append(f"u.phone LIKE {arg(like_prefix(prefix))}")
+        low, high = prefix_range(prefix)
+        matches.append(f"(u.phone ~>=~ {arg(low)} AND u.phone ~<~ {arg(high)})")
     if name_prefix is not None:
-        matches.append(f"lower(u.display_name) LIKE {arg(like_prefix(name_prefix.lower()))}")
+        low, high = prefix_range(name_prefix.lower())
+        name = "lower(u.display_name)"
+        matches.append(f"({name} ~>=~ {arg(low)} AND {name} ~<~ {arg(high)})")
     where = f"({' OR '.join(matches)}) AND " if matches else ""
     before = arg(before_id if before_id is not None else BIGINT_MAX)
     return await conn.fetch(

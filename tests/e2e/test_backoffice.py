@@ -449,3 +449,20 @@ async def test_a_reload_never_undoes_a_suspension_announced_while_it_reads(
     await revocations.announce_suspension(user_id, False)
     await revocations.load()
     assert not revocations.is_suspended(user_id)
+
+
+async def test_the_users_search_uses_indexes(db: asyncpg.Pool) -> None:
+    """Prefix ranges on the pattern indexes, found even by a generic plan."""
+    async with db.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL enable_seqscan = off")
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        for where, index in (
+            ("phone ~>=~ $1 AND phone ~<~ $2", "users_phone_pattern_idx"),
+            (
+                "lower(display_name) ~>=~ $1 AND lower(display_name) ~<~ $2",
+                "users_display_name_idx",
+            ),
+        ):
+            statement = await conn.prepare(f"EXPLAIN SELECT id FROM users WHERE {where}")
+            plan = "\n".join(r[0] for r in await statement.fetch("+9198", "+9199"))
+            assert "Seq Scan" not in plan and index in plan, (where, plan)
