@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from datetime import UTC, datetime
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -91,17 +90,9 @@ class RevocationList:
             wall = time.time()
             self._expiry_by_jti = {j: e for j, e in self._expiry_by_jti.items() if e > wall}
 
-    async def revoke(self, jti: str, user_id: int, expires_at: int) -> None:
-        """Revoke durably (Postgres), here at once, then tell other processes (best effort)."""
-        async with connection(self._pool) as conn:
-            await store.insert_revocation(
-                conn, jti, user_id, datetime.fromtimestamp(expires_at, UTC)
-            )
-        await self.announce(jti, expires_at)
-
     async def announce(self, jti: str, expires_at: int) -> None:
-        """A revocation committed in Postgres (by `revoke` or the caller's transaction):
-        here at once, then to other processes (best effort)."""
+        """A revocation committed in Postgres (by the caller's transaction): here at
+        once, then to other processes (best effort)."""
         self._remember(jti, expires_at)
         try:
             await self._redis.publish(self._channel, f"{jti}:{expires_at}")

@@ -70,19 +70,6 @@ async def phone_of(conn: asyncpg.Connection, user_id: int) -> str | None:
 # --- revoked sessions ----------------------------------------------------------------------
 
 
-async def insert_revocation(
-    conn: asyncpg.Connection, jti: str, user_id: int, expires_at: datetime
-) -> None:
-    """Revoke the session `jti` until `expires_at`; a second revocation changes nothing."""
-    await conn.execute(
-        "INSERT INTO revoked_sessions (jti, user_id, expires_at) VALUES ($1, $2, $3) "
-        "ON CONFLICT (jti) DO NOTHING",
-        jti,
-        user_id,
-        expires_at,
-    )
-
-
 async def delete_expired_revocations(conn: asyncpg.Connection) -> None:
     await conn.execute("DELETE FROM revoked_sessions WHERE expires_at < now()")
 
