@@ -13,7 +13,18 @@ from litestar import Litestar, Request
 from litestar.types import Receive, Scope, Send
 from loguru import logger
 
-from probo import auth, health, kyc, markets, payments, realtime, referral, trading, wallet
+from probo import (
+    admin,
+    auth,
+    health,
+    kyc,
+    markets,
+    payments,
+    realtime,
+    referral,
+    trading,
+    wallet,
+)
 from probo.infra import (
     Settings,
     collector,
@@ -81,6 +92,7 @@ def create_app(
             *trading.route_handlers,
             *markets.route_handlers,
             *realtime.route_handlers,
+            *admin.route_handlers,
         ],
         dependencies={
             **auth.dependencies,
@@ -89,6 +101,7 @@ def create_app(
             **referral.dependencies,
             **trading.dependencies,
             **markets.dependencies,
+            **admin.dependencies,
         },
         lifespan=[lifespan],
         before_request=_before_request,
@@ -181,6 +194,17 @@ async def _recovered_services(
         pool=pool, engine=engine, hub=hub, ack_timeout_ms=settings.ack_timeout_ms
     )
     writer.on_commit = _each(market_service.stats.committed, hub.committed)
+    trading_service = trading.TradingService(settings=settings, pool=pool, engine=engine)
+    auth_service = auth.AuthService(
+        settings=settings,
+        pool=pool,
+        otp_store=auth.OtpStore(redis, settings),
+        sms=sms_provider,
+        tokens=auth.TokenIssuer(settings.jwt_secret, settings.session_ttl_s),
+        revocations=revocations,
+        on_signup=wallet_service.open_wallet,
+        kyc_status_of=kyc.kyc_status_of,
+    )
     return Services(
         settings=settings,
         pool=pool,
@@ -190,19 +214,13 @@ async def _recovered_services(
         hub=hub,
         mirror=mirror,
         wallet=wallet_service,
-        trading=trading.TradingService(settings=settings, pool=pool, engine=engine),
+        trading=trading_service,
         markets=market_service,
         kyc=kyc.KycService(pool),
         referral=referral.ReferralService(settings=settings, pool=pool, mirror=mirror),
-        auth=auth.AuthService(
-            settings=settings,
-            pool=pool,
-            otp_store=auth.OtpStore(redis, settings),
-            sms=sms_provider,
-            tokens=auth.TokenIssuer(settings.jwt_secret, settings.session_ttl_s),
-            revocations=revocations,
-            on_signup=wallet_service.open_wallet,
-            kyc_status_of=kyc.kyc_status_of,
+        auth=auth_service,
+        admin=admin.AdminService(
+            pool=pool, auth=auth_service, trading=trading_service, wallet=wallet_service
         ),
     )
 
@@ -262,6 +280,7 @@ def _start_background(
             ),
             name="payments-reconciler",
         ),
+        asyncio.create_task(services.auth.activity.run(), name="session-activity"),
     ]
     return background
 

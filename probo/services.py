@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     import asyncpg
     import redis.asyncio as aioredis
 
+    from probo.admin import AdminService
     from probo.auth import AuthService
     from probo.infra import Settings
     from probo.kyc import KycService
@@ -38,6 +39,7 @@ class Services:
     referral: ReferralService
     trading: TradingService
     markets: MarketService
+    admin: AdminService
 
 
 def running_services(holder: Any) -> Services | None:

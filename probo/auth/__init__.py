@@ -1,4 +1,5 @@
-"""Phone OTP login, JWT sessions, roles, logout revocation, CSRF protection."""
+"""Phone OTP login, JWT sessions, roles, logout revocation, CSRF protection, the
+profile and suspension."""
 
 from probo.auth.api import (
     authenticate_first,
@@ -10,6 +11,7 @@ from probo.auth.api import (
 from probo.auth.otp import OtpStore
 from probo.auth.revocations import RevocationList
 from probo.auth.service import AfterCommit, AuthService
+from probo.auth.sessions import SessionActivity
 from probo.auth.sms import SmsError, SmsProvider, build_sms_provider
 from probo.auth.store import is_referral_code, phone_of
 from probo.auth.tokens import Claims, InvalidToken, TokenIssuer
@@ -19,6 +21,7 @@ __all__ = [
     "AuthService",
     "Claims",
     "InvalidToken",
+    "SessionActivity",
     "OtpStore",
     "RevocationList",
     "SmsError",

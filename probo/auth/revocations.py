@@ -1,5 +1,5 @@
-"""Revoked session tokens: durable in Postgres, spread through Redis pub/sub, and
-checked against an in-memory copy, so no request waits on either store.
+"""Revoked session tokens and suspended users: durable in Postgres, spread through Redis
+pub/sub, and checked against an in-memory copy, so no request waits on either store.
 
 Start-up loads every unexpired revocation from Postgres before the process is ready,
 so a restart never forgets a logout, even with Redis away. A background listener
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import UTC, datetime
+import uuid
 
 import asyncpg
 import redis.asyncio as aioredis
@@ -43,11 +43,43 @@ class RevocationList:
         self._redis = redis  # publishes, through the shared command pool
         self._subscriber = subscriber
         self._channel = key_prefix + "revocations"
+        self._suspensions_channel = key_prefix + "suspensions"
         self._expiry_by_jti: dict[str, int] = {}
         self._last_purge = time.monotonic()
+        self._suspended: set[int] = set()
+        # Names this process in its suspension messages: its own, echoed back by Redis,
+        # could otherwise land after a later local change and undo it for a moment.
+        self._origin = uuid.uuid4().hex
+        # Suspensions changed while a load reads Postgres: replayed over what it read,
+        # since the read may predate them (a load only ever adds revocations, so they
+        # need no such care).
+        self._loads_running = 0
+        self._changes_during_load: list[tuple[int, bool]] = []
 
     def is_revoked(self, jti: str) -> bool:
         return jti in self._expiry_by_jti
+
+    def is_suspended(self, user_id: int) -> bool:
+        return user_id in self._suspended
+
+    def _apply_suspension(self, user_id: int, suspended: bool) -> None:
+        if suspended:
+            self._suspended.add(user_id)
+        else:
+            self._suspended.discard(user_id)
+        if self._loads_running:
+            self._changes_during_load.append((user_id, suspended))
+
+    async def announce_suspension(self, user_id: int, suspended: bool) -> None:
+        """A suspension (or its end) committed in Postgres: here at once, then to other
+        processes (best effort; they reload from Postgres every RELOAD_INTERVAL_S)."""
+        self._apply_suspension(user_id, suspended)
+        try:
+            await self._redis.publish(
+                self._suspensions_channel, f"{user_id}:{int(suspended)}:{self._origin}"
+            )
+        except REDIS_UNAVAILABLE_ERRORS as exc:
+            logger.warning("suspension not published ({})", type(exc).__name__)
 
     def _remember(self, jti: str, expires_at: int) -> None:
         if expires_at > time.time():
@@ -58,12 +90,9 @@ class RevocationList:
             wall = time.time()
             self._expiry_by_jti = {j: e for j, e in self._expiry_by_jti.items() if e > wall}
 
-    async def revoke(self, jti: str, user_id: int, expires_at: int) -> None:
-        """Revoke durably (Postgres), here at once, then tell other processes (best effort)."""
-        async with connection(self._pool) as conn:
-            await store.insert_revocation(
-                conn, jti, user_id, datetime.fromtimestamp(expires_at, UTC)
-            )
+    async def announce(self, jti: str, expires_at: int) -> None:
+        """A revocation committed in Postgres (by the caller's transaction): here at
+        once, then to other processes (best effort)."""
         self._remember(jti, expires_at)
         try:
             await self._redis.publish(self._channel, f"{jti}:{expires_at}")
@@ -72,10 +101,25 @@ class RevocationList:
             logger.warning("revocation not published ({})", type(exc).__name__)
 
     async def load(self) -> int:
-        """Read every unexpired revocation from Postgres; returns how many."""
-        async with connection(self._pool) as conn:
-            await store.delete_expired_revocations(conn)
-            rows = await store.revocations(conn, RELOAD_ROWS_MAX)
+        """Read every unexpired revocation, and the suspended users, from Postgres;
+        returns how many revocations."""
+        self._loads_running += 1
+        mark = len(self._changes_during_load)
+        try:
+            async with connection(self._pool) as conn:
+                await store.delete_expired_revocations(conn)
+                rows = await store.revocations(conn, RELOAD_ROWS_MAX)
+                suspended = set(await store.suspended_users(conn))
+            for user_id, is_suspended in self._changes_during_load[mark:]:
+                if is_suspended:
+                    suspended.add(user_id)
+                else:
+                    suspended.discard(user_id)
+            self._suspended = suspended
+        finally:
+            self._loads_running -= 1
+            if not self._loads_running:
+                self._changes_during_load.clear()
         for row in rows:
             self._remember(row["jti"], row["expires_at"])
         return len(rows)
@@ -90,7 +134,7 @@ class RevocationList:
         while True:
             pubsub = self._subscriber.pubsub()
             try:
-                await pubsub.subscribe(self._channel)
+                await pubsub.subscribe(self._channel, self._suspensions_channel)
                 # Subscribe first, then reload: nothing published in between is missed.
                 await self.load()
                 reloaded_at = time.monotonic()
@@ -98,9 +142,7 @@ class RevocationList:
                 while True:
                     message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                     if message is not None and message.get("type") == "message":
-                        jti, _, expires_at = message["data"].decode().rpartition(":")
-                        if jti and expires_at.isdigit():
-                            self._remember(jti, int(expires_at))
+                        self._received(message["channel"].decode(), message["data"].decode())
                     if time.monotonic() - reloaded_at > RELOAD_INTERVAL_S:
                         await self.load()
                         reloaded_at = time.monotonic()
@@ -124,3 +166,14 @@ class RevocationList:
                 await self.load()  # Redis may stay away; Postgres still has the truth
             except UNAVAILABLE_ERRORS:
                 pass
+
+    def _received(self, channel: str, data: str) -> None:
+        if channel == self._suspensions_channel:
+            user_id, _, rest = data.partition(":")
+            flag, _, origin = rest.partition(":")
+            if user_id.isdigit() and flag in ("0", "1") and origin != self._origin:
+                self._apply_suspension(int(user_id), flag == "1")
+            return
+        head, _, tail = data.rpartition(":")
+        if head and tail.isdigit():
+            self._remember(head, int(tail))

@@ -14,6 +14,14 @@ Phone = Annotated[
     msgspec.Meta(min_length=1, max_length=32, description="E.164, or a 10-digit Indian mobile"),
 ]
 OtpDigits = Annotated[str, msgspec.Meta(pattern=r"^[0-9]{6}$", description="6 digits")]
+DISPLAY_NAME_PATTERN = r"^[A-Za-z0-9_]{3,20}$"
+DisplayName = Annotated[
+    str,
+    msgspec.Meta(
+        pattern=DISPLAY_NAME_PATTERN,
+        description="3-20 letters, digits or underscores; unique whatever the case",
+    ),
+]
 
 
 class OtpRequest(msgspec.Struct, forbid_unknown_fields=True):
@@ -40,6 +48,7 @@ class Me(msgspec.Struct):
     kyc_status: Literal["NONE", "PENDING", "VERIFIED", "REJECTED"]
     role: Literal["user", "admin"]
     created_at: datetime
+    display_name: str | None = None
 
 
 class LoginResult(msgspec.Struct):
@@ -51,3 +60,30 @@ class LoginResult(msgspec.Struct):
 
 class LoggedOut(msgspec.Struct):
     status: str = "logged_out"
+
+
+class LoggedOutEverywhere(msgspec.Struct):
+    revoked: int  # sessions revoked
+    status: str = "logged_out"
+
+
+class Session(msgspec.Struct):
+    id: int
+    created_at: datetime
+    last_seen_at: datetime
+    user_agent: str
+    current: bool  # the session this request is made with
+
+
+class SessionPage(msgspec.Struct):
+    items: list[Session]
+    next_cursor: str | None
+
+
+class SessionRevoked(msgspec.Struct):
+    id: int
+    status: str = "revoked"
+
+
+class ProfileUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    display_name: DisplayName

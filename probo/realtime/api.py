@@ -71,6 +71,8 @@ def _session_of(socket: WebSocket) -> tuple[Claims | None, bool]:
         return None, False
     if services.auth.revocations.is_revoked(claims.jti):
         return None, False
+    if services.auth.revocations.is_suspended(claims.user_id):
+        return None, False
     if via_cookie and is_foreign_origin(socket, services.settings.allowed_origins):  # type: ignore[arg-type]
         return None, True
     return claims, False

@@ -3,7 +3,7 @@
 from probo.trading.api import dependencies, route_handlers
 from probo.trading.service import TradingService
 from probo.trading.store import orders_of_anyone
-from probo.trading.types import Fill, Order, average
+from probo.trading.types import Fill, Order, Portfolio, PortfolioPosition, average
 from probo.trading.views import OrderView, order_from_events
 
 __all__ = [
@@ -16,4 +16,6 @@ __all__ = [
     "order_from_events",
     "orders_of_anyone",
     "route_handlers",
+    "Portfolio",
+    "PortfolioPosition",
 ]

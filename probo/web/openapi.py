@@ -35,7 +35,8 @@ STATUS_CODES: dict[int, tuple[str, str]] = {
     402: ("payment_failed", "the payment gateway declined"),
     403: (
         "forbidden",
-        "not allowed: admins only, or a cookie-authenticated write from another site",
+        "not allowed: admins only, a cookie-authenticated write from another site, "
+        "or a suspended account (code suspended)",
     ),
     404: ("not_found", "no such resource"),
     409: ("conflict", "the resource's state does not allow it"),
@@ -131,8 +132,18 @@ def finish(document: dict[str, Any]) -> dict[str, Any]:
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             if isinstance(operation, dict):
+                _add_suspended(operation.get("responses", {}))
                 _add_retry_after(operation.get("responses", {}))
     return document
+
+
+def _add_suspended(responses: dict[str, Any]) -> None:
+    """Every route that takes a session (it lists 401) answers a suspended user 403."""
+    if "401" in responses and "403" not in responses:
+        responses["403"] = {
+            **responses["401"],
+            "description": "the account is suspended. Codes: suspended.",
+        }
 
 
 def _dicts(node: Any) -> Iterator[dict[str, Any]]:

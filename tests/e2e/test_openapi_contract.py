@@ -15,6 +15,10 @@ Retry-After; the order request is a discriminated union as strict as the server.
 
 Left out of the fuzzing, because they cannot be fuzzed meaningfully:
 - `POST /api/v1/auth/logout`: it revokes the token the whole run authenticates with.
+- `POST /api/v1/auth/logout-all`, `POST /api/v1/auth/refresh` and
+  `DELETE /api/v1/auth/sessions/{session_id}`: the same (tests/e2e/test_sessions.py).
+- `POST /api/v1/admin/users/{user_id}/suspend`: it would suspend users of other tests
+  at random (tests/e2e/test_backoffice.py).
 - `GET /api/v1/ws`: a WebSocket; it is not in the document (tests/e2e/test_realtime.py).
 """
 
@@ -103,6 +107,14 @@ async def schemathesis(base_url: str, token: str, workdir: Path, *options: str) 
         "1",
         "--exclude-path",
         "/api/v1/auth/logout",
+        "--exclude-path",
+        "/api/v1/auth/logout-all",
+        "--exclude-path",
+        "/api/v1/auth/refresh",
+        "--exclude-path",
+        "/api/v1/auth/sessions/{session_id}",
+        "--exclude-path",
+        "/api/v1/admin/users/{user_id}/suspend",
         # Hypothesis's health checks judge generation speed, not the API: a slow draw on
         # one operation must not end the run.
         "--suppress-health-check",
