@@ -63,11 +63,12 @@ async def insert_deposit_if_new(
     payment_session_id: str | None,
 ) -> Deposit | None:
     """A new pending deposit for the provider's order; None if the user already has
-    one under this key."""
+    one under this key. (Its order id is derived from the key, so a concurrent twin
+    conflicts on both unique indexes, in either order: no conflict target.)"""
     row = await conn.fetchrow(
         "INSERT INTO deposits (user_id, idempotency_key, amount, gateway, provider_order_id, "
         "payment_session_id) VALUES ($1, $2, $3, $4, $5, $6) "
-        f"ON CONFLICT (user_id, idempotency_key) DO NOTHING RETURNING {_DEPOSIT_COLUMNS}",
+        f"ON CONFLICT DO NOTHING RETURNING {_DEPOSIT_COLUMNS}",
         user_id,
         idempotency_key,
         amount,
