@@ -583,14 +583,17 @@ CREATE INDEX IF NOT EXISTS markets_category_idx ON markets (category, id DESC);
 -- with no new trade); NULL when the window holds none.
 CREATE TABLE IF NOT EXISTS market_stats (
     market_id       bigint PRIMARY KEY REFERENCES markets (id),
-    volume_24h      bigint NOT NULL DEFAULT 0,
+    volume_aged     bigint NOT NULL DEFAULT 0,  -- contracts traded at or before 24 h ago
     price_24h_ago   integer,  -- YES price of the last trade at or before 24 h ago
-    open_interest   bigint NOT NULL DEFAULT 0,  -- YES contracts outstanding
     due_at          timestamptz,
     refreshed_at    timestamptz NOT NULL DEFAULT now()
 );
+-- volume_24h is markets.volume less volume_aged, and open interest the escrow / 1000,
+-- both as fresh as the last commit; only what ages with time is kept here.
+ALTER TABLE market_stats ADD COLUMN IF NOT EXISTS volume_aged bigint NOT NULL DEFAULT 0;
+ALTER TABLE market_stats DROP COLUMN IF EXISTS volume_24h;
+ALTER TABLE market_stats DROP COLUMN IF EXISTS open_interest;
 CREATE INDEX IF NOT EXISTS market_stats_due_idx ON market_stats (due_at) WHERE due_at IS NOT NULL;
-CREATE INDEX IF NOT EXISTS market_stats_volume_idx ON market_stats (volume_24h DESC, market_id DESC);
 INSERT INTO market_stats (market_id) SELECT id FROM markets ON CONFLICT (market_id) DO NOTHING;
 
 -- A user's watched markets, newest first.

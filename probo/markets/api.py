@@ -36,8 +36,9 @@ from probo.web import (
 )
 
 MarketId = Annotated[int, Parameter(ge=1, le=BIGINT_MAX)]
+# An empty value is the same as none (`?q=&category=&status=&sort=` lists everything).
 StatusFilter = Annotated[
-    Literal["open", "paused", "closed", "resolved"] | None, Parameter(default=None)
+    Literal["open", "paused", "closed", "resolved", ""] | None, Parameter(default=None)
 ]
 CategoryFilter = Annotated[str | None, storable_text_parameter(max_length=64)]
 SearchWords = Annotated[
@@ -48,7 +49,7 @@ SearchWords = Annotated[
     ),
 ]
 SortOrder = Annotated[
-    Sort,
+    Sort | Literal[""],
     Parameter(
         default="new",
         description="new: newest first; closing: soonest closes_at first; "
@@ -146,7 +147,12 @@ async def list_markets(
     cursor: Cursor = None,
 ) -> MarketPage:
     return await markets.list(
-        q=q, status=status, category=category, sort=sort, limit=limit, cursor=cursor
+        q=q or None,
+        status=status or None,
+        category=category or None,
+        sort=sort or "new",
+        limit=limit,
+        cursor=cursor,
     )
 
 

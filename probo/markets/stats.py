@@ -1,6 +1,8 @@
-"""`MarketStats`: each market's 24 h figures (`volume_24h`, the YES price 24 h ago for
-`price_change_24h`, `open_interest`), kept in `market_stats` so a market list reads
-them like any column, sorts by them, and never scans trades.
+"""`MarketStats`: what of each market's 24 h figures ages with time — the volume that has
+left the window (`volume_24h` is the market's volume less it) and the YES price 24 h
+ago (for `price_change_24h`) — kept in `market_stats` so a market list reads them like
+any column and never scans trades. The rest is as fresh as the last commit: the volume
+and last price are on the market row, open interest is the escrow / 1000.
 
 A market's figures change for two reasons only: something about it committed (a
 trade, a resolution, anything else that moves positions), or time passed and its

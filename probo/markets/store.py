@@ -14,10 +14,14 @@ from probo.web import BIGINT_MAX
 _MARKET_SELECT = """
 SELECT m.id, m.title, m.description, m.category, m.rules, m.status, m.outcome, m.tick,
        m.settlement_fee_bps, m.closes_at, m.created_at, m.resolved_at, m.last_price, m.volume,
-       coalesce(s.volume_24h, 0) AS volume_24h, s.price_24h_ago,
-       coalesce(s.open_interest, 0) AS open_interest
+       m.volume - coalesce(s.volume_aged, 0) AS volume_24h, s.price_24h_ago,
+       coalesce(e.balance, 0) / 1000 AS open_interest
 FROM markets m LEFT JOIN market_stats s ON s.market_id = m.id
+LEFT JOIN accounts e ON e.market_id = m.id
 """
+# Fresh at every commit: the writer moves `markets.volume` and the escrow in each batch;
+# the refresher keeps only what ages (the volume that left the 24 h window, the price 24 h
+# ago). The escrow holds 1000 per YES contract outstanding (SPEC §3 invariant 4).
 # A search: the words of `q`, parsed like the markets' text, each as a prefix ("ind"
 # finds "India"), all of them required. Each lexeme is quoted for to_tsquery (quotes
 # and backslashes doubled), so no input is read as query syntax.
@@ -30,8 +34,8 @@ _SORTS = {
     "new": ("m.id DESC", "m.id < {k0}"),
     "closing": ("m.closes_at, m.id", "(m.closes_at, m.id) > ({k0}::timestamptz, {k1}::bigint)"),
     "volume": (
-        "coalesce(s.volume_24h, 0) DESC, m.id DESC",
-        "(coalesce(s.volume_24h, 0), m.id) < ({k0}::bigint, {k1}::bigint)",
+        "m.volume - coalesce(s.volume_aged, 0) DESC, m.id DESC",
+        "(m.volume - coalesce(s.volume_aged, 0), m.id) < ({k0}::bigint, {k1}::bigint)",
     ),
 }
 # Candles are aligned to whole intervals since the Unix epoch (UTC days for `1d`).
@@ -238,22 +242,21 @@ async def watched_rows(
 # index (market_id), one market at a time: work grows with the markets refreshed and
 # their trades of the last day, never with the whole table.
 _REFRESH_STATS = """
-INSERT INTO market_stats AS s (market_id, volume_24h, price_24h_ago, open_interest, due_at, refreshed_at)
+INSERT INTO market_stats AS s (market_id, volume_aged, price_24h_ago, due_at, refreshed_at)
 SELECT m.id,
-       (SELECT coalesce(sum(t.quantity), 0) FROM trades t
-         WHERE t.market_id = m.id AND t.created_at > now() - interval '24 hours'),
+       -- One snapshot: the writer commits a batch's trades and the market's volume together.
+       m.volume - (SELECT coalesce(sum(t.quantity), 0) FROM trades t
+                    WHERE t.market_id = m.id AND t.created_at > now() - interval '24 hours'),
        (SELECT t.yes_price FROM trades t
          WHERE t.market_id = m.id AND t.created_at <= now() - interval '24 hours'
          ORDER BY t.created_at DESC, t.id DESC LIMIT 1),
-       (SELECT coalesce(sum(p.yes_quantity), 0) FROM positions p WHERE p.market_id = m.id),
        (SELECT min(t.created_at) + interval '24 hours' FROM trades t
          WHERE t.market_id = m.id AND t.created_at > now() - interval '24 hours'),
        now()
 FROM markets m WHERE m.id = ANY($1::bigint[])
 ON CONFLICT (market_id) DO UPDATE SET
-    volume_24h = excluded.volume_24h, price_24h_ago = excluded.price_24h_ago,
-    open_interest = excluded.open_interest, due_at = excluded.due_at,
-    refreshed_at = excluded.refreshed_at
+    volume_aged = excluded.volume_aged, price_24h_ago = excluded.price_24h_ago,
+    due_at = excluded.due_at, refreshed_at = excluded.refreshed_at
 """
 
 

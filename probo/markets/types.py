@@ -103,6 +103,7 @@ class Category(msgspec.Struct):
 
 class CategoryList(msgspec.Struct):
     items: list[Category]
+    next_cursor: str | None = None  # the §10 list shape; every category fits one page
 
 
 class Watch(msgspec.Struct):

@@ -21,8 +21,9 @@ PAYMENT_FAILED = ("PAYMENT_FAILED_WEBHOOK", "PAYMENT_USER_DROPPED_WEBHOOK")
 PAYOUT_EVENTS = ("TRANSFER_SUCCESS", "TRANSFER_FAILED", "TRANSFER_REJECTED", "TRANSFER_REVERSED")
 
 
-# Ids as providers write them; anything else is refused before it reaches a query.
-ProviderId = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.-]{1,64}$")]
+# Ids as the provider writes them, bounded and storable; an id that is not ours is
+# simply not found (SPEC §11: an unknown order is answered 200).
+ProviderId = Annotated[StorableText, msgspec.Meta(min_length=1, max_length=128)]
 Currency = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z]{1,8}$")]
 Description = Annotated[StorableText, msgspec.Meta(max_length=500)]
 
@@ -120,10 +121,12 @@ def payment_event(body: bytes) -> PaymentEvent | None:
     payment = webhook.data.payment
     if not payment.payment_amount.is_finite():
         raise WebhookMalformed(f"{kind}: payment_amount is not a number")
+    if kind == PAYMENT_SUCCEEDED and payment.payment_status != "SUCCESS":
+        return None  # not a success after all: nothing to act on
     return PaymentEvent(
         order_id=webhook.data.order.order_id,
         payment_id=str(payment.cf_payment_id),
-        succeeded=kind == PAYMENT_SUCCEEDED and payment.payment_status == "SUCCESS",
+        succeeded=kind == PAYMENT_SUCCEEDED,
         amount=payment.payment_amount,
         currency=payment.payment_currency,
     )

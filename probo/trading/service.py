@@ -211,6 +211,9 @@ class TradingService:
         if wait_s:
             metrics.ORDERS.labels("rate_limited").inc()
             raise rate_limited(math.ceil(wait_s), "too many orders; slow down")
+        closes_at = self._engine.closes_at.get(market_id)
+        if closes_at is not None and time.time() >= closes_at:
+            raise ApiError(409, "market_not_open", "the market has passed its closes_at")
         pairs_type = SplitPairs if kind == "split" else MergePairs
         command = pairs_type(user_id=user_id, market_id=market_id, quantity=quantity)
         entry = await self._decided(command, unconfirmed=PAIRS_UNCONFIRMED)

@@ -73,7 +73,7 @@ async def list_transactions(
     "and body repeat; 409 idempotency_conflict on another body; 503 when the provider cannot "
     "be reached (nothing is left pending: retry with the same key).",
     responses=error_responses(
-        400, 401, 402, 403, 409, 413, 422, 503, codes={409: "idempotency_conflict"}
+        400, 401, 403, 409, 413, 422, 503, codes={409: "idempotency_conflict"}
     )
     | repeat_response(Deposit, "deposit (the same key and body)"),
 )

@@ -145,8 +145,6 @@ class Deposits:
         if credits:
             await self._mirror.deliver(credits)
         metrics.DEPOSITS.labels(deposit.status).inc()
-        if deposit.status == "failed":
-            raise _declined(deposit)
         return deposit, True
 
     async def _opened_order(
@@ -329,18 +327,8 @@ async def _under_review(
 
 
 def _repeated(known: Deposit, amount: int) -> Deposit:
-    """The answer to a key used before: its deposit, if this one asked the same."""
+    """The answer to a key used before: its deposit (whatever became of it), if this
+    one asked the same."""
     if known.amount != amount:
         raise idempotency_conflict()
-    if known.status == "failed":
-        raise _declined(known)
     return known
-
-
-def _declined(deposit: Deposit) -> ApiError:
-    return ApiError(
-        402,
-        "payment_failed",
-        f"the payment was declined: {deposit.reason}",
-        details={"deposit": {"id": deposit.id, "status": "failed"}},
-    )

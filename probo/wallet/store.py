@@ -151,7 +151,7 @@ async def close_deposit(
     """Failed, or under review: no money moved."""
     row = await conn.fetchrow(
         "UPDATE deposits SET status = $2, failure_reason = $3, "
-        "provider_payment_id = coalesce($4, provider_payment_id), completed_at = now() "
+        "provider_payment_id = coalesce($4, provider_payment_id) "
         f"WHERE id = $1 RETURNING {_DEPOSIT_COLUMNS}",
         deposit_id,
         status,

@@ -32,7 +32,6 @@ from probo.web.storable import BIGINT_MAX
 STATUS_CODES: dict[int, tuple[str, str]] = {
     400: ("validation_error", "malformed JSON, or a path or query parameter outside its schema"),
     401: ("unauthorized", "no session, or an invalid, expired or revoked one"),
-    402: ("payment_failed", "the payment gateway declined"),
     403: (
         "forbidden",
         "not allowed: admins only, a cookie-authenticated write from another site, "

@@ -244,7 +244,12 @@ async def test_a_payment_that_differs_from_the_order_is_put_under_review_and_log
         assert (await exchange.webhook(PAYMENT_WEBHOOK, body)).status_code == 200
     finally:
         logger.remove(sink)
-    assert await exchange.deposit_status(trader, deposit["id"]) == "review"
+    reviewed = (
+        await exchange.client.get(
+            f"/api/v1/wallet/deposits/{deposit['id']}", headers=trader.headers
+        )
+    ).json()
+    assert (reviewed["status"], reviewed["completed_at"]) == ("review", None)
     assert await balance(exchange, trader) == SIGNUP_BONUS
     assert await mismatches(exchange) == before + 1
     assert any(f"deposit {deposit['id']}" in line for line in errors), errors
@@ -277,6 +282,26 @@ async def test_a_webhook_for_an_unknown_order_is_answered_200_and_ignored(
     response = await exchange.webhook(PAYMENT_WEBHOOK, success("order_not_ours_1", "10.00"))
     assert response.status_code == 200, response.text
     await exchange.audited()
+
+
+async def test_a_success_webhook_whose_payment_did_not_succeed_changes_nothing(
+    exchange: CashfreeExchange,
+) -> None:
+    trader = await exchange.trader()
+    deposit = await exchange.deposit(trader, 2200)
+    body = json.loads(success(deposit["checkout"]["order_id"], "22.00"))
+    body["data"]["payment"]["payment_status"] = "PENDING"
+    response = await exchange.webhook(PAYMENT_WEBHOOK, json.dumps(body).encode())
+    assert (response.status_code, response.json()["status"]) == (200, "ignored")
+    assert await exchange.deposit_status(trader, deposit["id"]) == "pending"
+
+
+async def test_an_order_id_of_any_shape_that_is_not_ours_is_answered_200(
+    exchange: CashfreeExchange,
+) -> None:
+    for order_id in ("order#1", "ordre été", "x" * 128):
+        response = await exchange.webhook(PAYMENT_WEBHOOK, success(order_id, "10.00"))
+        assert response.status_code == 200, response.text
 
 
 async def test_a_webhook_of_a_kind_we_do_not_act_on_is_answered_200(

@@ -169,15 +169,20 @@ async def test_concurrent_duplicates_with_two_amounts_credit_one_and_refuse_the_
     assert await balance(services, user) == SIGNUP_BONUS + amount
 
 
-async def test_a_declined_payment_credits_nothing_and_its_key_stays_declined(
+async def test_a_declined_payment_credits_nothing_and_its_key_returns_the_failed_deposit(
     services: Services, payment_provider: ScriptedProvider
 ) -> None:
     user = await sign_up(services)
     idempotency_key = key()
-    for _ in range(2):
-        error = await refused(services.wallet.deposits.create(user, DECLINED, idempotency_key))
-        assert (error.status_code, error.code) == (402, "payment_failed")
-    assert sum(payment_provider.opened.values()) >= 1
+    first, created = await services.wallet.deposits.create(user, DECLINED, idempotency_key)
+    assert (created, first.status, first.reason, first.completed_at) == (
+        True,
+        "failed",
+        "card declined",
+        None,
+    )
+    again, created = await services.wallet.deposits.create(user, DECLINED, idempotency_key)
+    assert (again, created) == (first, False)  # the original, as it ended
     [(order_id, opened)] = [
         (order_id, n) for order_id, n in payment_provider.opened.items() if f"_{user}_" in order_id
     ]
