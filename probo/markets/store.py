@@ -124,7 +124,7 @@ async def market_rows(
         filters.append(f"m.category = {parameter(category)}")
     if q is not None:
         filters.append(f"m.search @@ {_SEARCH_QUERY.format(q=parameter(q))}")
-        found = f"SELECT m.id, m.closes_at FROM markets m WHERE {' AND '.join(filters)}"
+        found = f"SELECT m.id, m.closes_at, m.volume FROM markets m WHERE {' AND '.join(filters)}"
         filters = []
     if after is not None:
         keys = {f"k{i}": parameter(value) for i, value in enumerate(after)}

@@ -437,3 +437,14 @@ async def test_market_edit_refusals(
         409,
         "invalid_transition",
     )
+
+
+async def test_every_sort_combines_with_a_search(
+    client: httpx.AsyncClient, admin: dict[str, str]
+) -> None:
+    word = f"zq{uuid.uuid4().hex[:8]}"
+    made = [await create_market(client, admin, title=f"Will {word} happen {n}") for n in range(3)]
+    for sort in ("new", "closing", "volume"):
+        response = await client.get("/api/v1/markets", params={"q": word, "sort": sort})
+        assert response.status_code == 200, response.text
+        assert {m["id"] for m in response.json()["items"]} == {m["id"] for m in made}
