@@ -1,8 +1,9 @@
-"""Trading HTTP routes: orders, fills, portfolio."""
+"""Trading HTTP routes: orders, fills, the portfolio and one position, split and merge, the leaderboard."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
 
 from litestar import Response, delete, get, post
 from litestar.datastructures import State
@@ -198,23 +199,32 @@ async def market_position(
     return await trading.position(principal.user_id, market_id)
 
 
-@post(
-    "/api/v1/markets/{market_id:int}/split",
-    tags=["trading"],
-    summary="Pay 1000 paise per pair into the escrow for a YES and a NO contract",
-    description="Ordered with the market's orders, answered after commit. 409 market_not_open; "
-    "422 insufficient_funds.",
-    responses=error_responses(
-        400,
-        401,
-        404,
-        409,
-        413,
-        422,
-        429,
-        503,
-        codes={409: "market_not_open", 422: "validation_error, insufficient_funds"},
-    ),
+def _pairs_route(action: str, summary: str, shortfall: str) -> Callable[..., Any]:
+    """The route of a split or a merge: the same shape, its own refusal."""
+    return post(
+        f"/api/v1/markets/{{market_id:int}}/{action}",
+        tags=["trading"],
+        summary=summary,
+        description="Ordered with the market's orders, answered after commit. "
+        f"409 market_not_open; 422 {shortfall}.",
+        responses=error_responses(
+            400,
+            401,
+            404,
+            409,
+            413,
+            422,
+            429,
+            503,
+            codes={409: "market_not_open", 422: f"validation_error, {shortfall}"},
+        ),
+    )
+
+
+@_pairs_route(
+    "split",
+    "Pay 1000 paise per pair into the escrow for a YES and a NO contract",
+    "insufficient_funds",
 )
 async def split(
     market_id: PathMarketId, data: PairsRequest, principal: Claims, trading: TradingService
@@ -222,23 +232,10 @@ async def split(
     return await trading.pairs(principal.user_id, market_id, "split", data.quantity)
 
 
-@post(
-    "/api/v1/markets/{market_id:int}/merge",
-    tags=["trading"],
-    summary="Give back unlocked YES + NO pairs for 1000 paise each out of the escrow",
-    description="Ordered with the market's orders, answered after commit. 409 market_not_open; "
-    "422 insufficient_position.",
-    responses=error_responses(
-        400,
-        401,
-        404,
-        409,
-        413,
-        422,
-        429,
-        503,
-        codes={409: "market_not_open", 422: "validation_error, insufficient_position"},
-    ),
+@_pairs_route(
+    "merge",
+    "Give back unlocked YES + NO pairs for 1000 paise each out of the escrow",
+    "insufficient_position",
 )
 async def merge(
     market_id: PathMarketId, data: PairsRequest, principal: Claims, trading: TradingService
