@@ -604,3 +604,8 @@ CREATE TABLE IF NOT EXISTS watchlist (
     PRIMARY KEY (user_id, market_id)
 );
 CREATE INDEX IF NOT EXISTS watchlist_user_idx ON watchlist (user_id, created_at DESC, market_id DESC);
+
+-- Markets the first-run demo seeded (probo/demo): its liquidity bot quotes these only.
+CREATE TABLE IF NOT EXISTS demo_markets (
+    market_id  bigint PRIMARY KEY REFERENCES markets (id)
+);

@@ -629,6 +629,7 @@ def probo_server(
         PROBO_DATA_DIR=str(workdir / "data"),
         PROBO_COOKIE_SECURE="false",
         PROBO_LOG_LEVEL="WARNING",
+        PROBO_DEMO="false",
         PROBO_ORDER_RATE_LIMIT="1000000",
         PROBO_AUTH_IP_RATE_LIMIT="100000000",
         PROBO_AUTH_VERIFY_IP_RATE_LIMIT="100000000",

@@ -195,6 +195,7 @@ def serve_to_ready(database_url: str, redis_url: str | None) -> tuple[float, int
             PROBO_PORT=str(port),
             PROBO_COOKIE_SECURE="false",
             PROBO_LOG_LEVEL="WARNING",
+            PROBO_DEMO="false",
             PROBO_REDIS_KEY_PREFIX=f"probo-bench-{port}:",
         )
         if redis_url:

@@ -32,7 +32,12 @@ def _free_port() -> int:
 def _time_to_ready(data_dir: Path) -> float:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("PROBO_")}
-    env.update(PROBO_DATA_DIR=str(data_dir), PROBO_PORT=str(port), PROBO_LOG_LEVEL="WARNING")
+    env.update(
+        PROBO_DATA_DIR=str(data_dir),
+        PROBO_PORT=str(port),
+        PROBO_LOG_LEVEL="WARNING",
+        PROBO_DEMO="false",
+    )
     started = time.perf_counter()
     process = subprocess.Popen(
         [sys.executable, "-m", "probo", "serve"], env=env, stderr=subprocess.DEVNULL

@@ -16,6 +16,7 @@ from loguru import logger
 from probo import (
     admin,
     auth,
+    demo,
     health,
     kyc,
     markets,
@@ -146,10 +147,13 @@ async def _serving(
         await revocations.load()  # before ready: a restart never forgets a logout
         background = _start_background(services, revocations)
         stack.push_async_callback(_cancelled, background)
+        bots = [asyncio.create_task(demo.run_demo(services), name="demo")] if settings.demo else []
+        stack.push_async_callback(_cancelled, bots)
         app.state.services = services
         logger.info("probo ready on {}:{} ({})", settings.host, settings.port, settings.env)
         yield
         app.state.services = None
+        await _cancelled(bots)  # no new orders while the ledger drains
         await _drained(services)
 
 

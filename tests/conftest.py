@@ -189,6 +189,9 @@ def make_settings(
         "auth_verify_ip_rate_limit": 1_000_000,
         "engine_reconcile_interval_s": 0.2,
         "log_level": "WARNING",
+        # No demo markets or bots: tests create what they trade (tests/e2e/test_demo.py
+        # turns the demo on).
+        "demo": False,
     }
     values.update(overrides)
     return load_settings({}, **values)

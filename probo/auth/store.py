@@ -63,6 +63,10 @@ async def user_by_id(
     return await conn.fetchrow(f"SELECT {_USER_COLUMNS} FROM users WHERE id = $1", user_id)
 
 
+async def user_id_by_phone(conn: asyncpg.Connection, phone: str) -> int | None:
+    return await conn.fetchval("SELECT id FROM users WHERE phone = $1", phone)
+
+
 async def phone_of(conn: asyncpg.Connection, user_id: int) -> str | None:
     return await conn.fetchval("SELECT phone FROM users WHERE id = $1", user_id)
 

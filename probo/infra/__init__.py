@@ -3,6 +3,7 @@ embedded servers, metrics, logs, the collector's schedule, phone numbers."""
 
 from probo.infra import collector, db, embedded, metrics
 from probo.infra.config import (
+    DEMO_ADMIN_PHONE,
     DEPOSIT_AMOUNT_MAX,
     DEPOSIT_AMOUNT_MIN,
     DEV_JWT_SECRET,
@@ -46,6 +47,7 @@ __all__ = [
     "CONNECT_TIMEOUT_S",
     "DEPOSIT_AMOUNT_MAX",
     "DEPOSIT_AMOUNT_MIN",
+    "DEMO_ADMIN_PHONE",
     "DEV_JWT_SECRET",
     "OUTAGE_RETRY_AFTER_S",
     "REDIS_UNAVAILABLE_ERRORS",

@@ -25,6 +25,9 @@ RECONCILE_INTERVAL_MIN_S = 0.05
 RECONCILE_INTERVAL_MAX_S = 3600.0
 DEPOSIT_AMOUNT_MIN = 100  # paise; the wire types state the same range (probo/wallet/types.py)
 DEPOSIT_AMOUNT_MAX = 10_000_000
+# The demo admin (docs/DECISIONS.md, Demo): in dev with the demo on and
+# PROBO_ADMIN_PHONES unset, this phone is the admin; its OTP lands in the SMS outbox.
+DEMO_ADMIN_PHONE = "+919999900000"
 
 
 class ConfigError(ValueError):
@@ -88,6 +91,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True):
     engine_mirror_wait_ms: int = 1000
     engine_mirror_tries_max: int = 3
     engine_reconcile_interval_s: float = 5.0
+
+    # The first-run demo (probo/demo): markets seeded into an empty database and a
+    # liquidity bot trading them. On by default in dev with simulated payments; never in prod.
+    demo: bool = False
 
     allowed_origins: frozenset[str] = frozenset()
     request_body_bytes_max: int = 64 * 1024
@@ -225,7 +232,16 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: object)
             )
         values["engine_reconcile_interval_s"] = interval_s
 
+    if (raw := env.get("PROBO_DEMO")) is not None and raw.strip():
+        values["demo"] = _parse_bool("PROBO_DEMO", raw)
+
     values.update(overrides)
+    if "demo" not in values:  # on for a local first run, never by default elsewhere
+        values["demo"] = (
+            values["env"] == "dev" and values.get("payments_provider", "simulated") == "simulated"
+        )
+    if values["demo"] and "admin_phones" not in values:
+        values["admin_phones"] = frozenset({DEMO_ADMIN_PHONE})
     settings = Settings(**values)  # type: ignore[arg-type]
     validate_settings(settings)
     return settings
@@ -265,6 +281,11 @@ def validate_settings(settings: Settings) -> None:
             "PROBO_PAYMENTS_PROVIDER=cashfree needs PROBO_CASHFREE_CLIENT_ID and "
             "PROBO_CASHFREE_CLIENT_SECRET"
         )
+    if settings.demo and settings.env == "dev" and settings.payments_provider != "simulated":
+        raise ConfigError(
+            "PROBO_DEMO=true funds its bots with simulated deposits: it needs "
+            "PROBO_PAYMENTS_PROVIDER=simulated (or set PROBO_DEMO=false)"
+        )
     if settings.env == "prod":
         refusals = _prod_refusals(settings)
         if refusals:  # every one at once: an operator fixes them in one go
@@ -279,6 +300,8 @@ def _prod_refusals(settings: Settings) -> list[str]:
         refusals.append(f"PROBO_JWT_SECRET must be at least {JWT_SECRET_LENGTH_MIN} bytes in prod")
     if not settings.cookie_secure:
         refusals.append("PROBO_ENV=prod refuses PROBO_COOKIE_SECURE=false")
+    if settings.demo:
+        refusals.append("PROBO_ENV=prod refuses PROBO_DEMO=true: the demo is for local runs")
     if settings.payments_provider == "simulated":
         refusals.append(
             "PROBO_ENV=prod refuses PROBO_PAYMENTS_PROVIDER=simulated: it credits money "

@@ -6,8 +6,11 @@ from probo.markets.scheduler import run_market_clock
 from probo.markets.service import MarketService
 from probo.markets.stats import MarketStats
 from probo.markets.store import trade_totals
+from probo.markets.types import Market, MarketCreate
 
 __all__ = [
+    "Market",
+    "MarketCreate",
     "MarketService",
     "MarketStats",
     "dependencies",

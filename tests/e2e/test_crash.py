@@ -61,6 +61,7 @@ class Server:
             PROBO_AUTH_VERIFY_IP_RATE_LIMIT="1000000",
             PROBO_OTP_RESEND_COOLDOWN_S="0",
             PROBO_LOG_LEVEL="WARNING",
+            PROBO_DEMO="false",
         )
         self.process: subprocess.Popen | None = None
 

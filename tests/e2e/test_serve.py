@@ -28,6 +28,7 @@ def _clean_env(data_dir: Path, port: int) -> dict[str, str]:
         PROBO_COOKIE_SECURE="false",
         PROBO_OTP_RESEND_COOLDOWN_S="0",
         PROBO_LOG_LEVEL="WARNING",
+        PROBO_DEMO="false",
     )
     return env
 

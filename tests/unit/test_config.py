@@ -7,7 +7,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from probo.infra import DEV_JWT_SECRET, ConfigError, load_settings
+from probo.infra import DEMO_ADMIN_PHONE, DEV_JWT_SECRET, ConfigError, load_settings
 
 
 def test_defaults_match_the_contract() -> None:
@@ -97,6 +97,41 @@ def test_prod_refuses_the_simulated_payments_provider_by_name() -> None:
         with pytest.raises(ConfigError, match="PROBO_PAYMENTS_PROVIDER"):
             load_settings(environ)
     assert load_settings({}).payments_provider == "simulated"  # dev's default
+
+
+PROD_WITH_CASHFREE = {
+    "PROBO_ENV": "prod",
+    "PROBO_JWT_SECRET": "x" * 48,
+    "PROBO_PAYMENTS_PROVIDER": "cashfree",
+    "PROBO_CASHFREE_CLIENT_ID": "id",
+    "PROBO_CASHFREE_CLIENT_SECRET": "secret",
+}
+
+
+def test_the_demo_is_on_in_dev_with_its_admin_phone_unless_told_otherwise() -> None:
+    settings = load_settings({})
+    assert settings.demo is True
+    assert settings.admin_phones == frozenset({DEMO_ADMIN_PHONE})
+    chosen = load_settings({"PROBO_ADMIN_PHONES": "9812345678"})
+    assert chosen.demo is True and chosen.admin_phones == frozenset({"+919812345678"})
+    assert load_settings({"PROBO_ADMIN_PHONES": ""}).admin_phones == frozenset()
+    off = load_settings({"PROBO_DEMO": "false"})
+    assert off.demo is False and off.admin_phones == frozenset()
+
+
+def test_the_demo_is_off_in_prod_and_refused_there() -> None:
+    settings = load_settings(PROD_WITH_CASHFREE)
+    assert settings.demo is False and settings.admin_phones == frozenset()
+    with pytest.raises(ConfigError, match="PROBO_DEMO"):
+        load_settings(PROD_WITH_CASHFREE | {"PROBO_DEMO": "true"})
+
+
+def test_the_demo_needs_simulated_payments() -> None:
+    cashfree = {key: value for key, value in PROD_WITH_CASHFREE.items() if "CASHFREE" in key}
+    dev_cashfree = cashfree | {"PROBO_PAYMENTS_PROVIDER": "cashfree"}
+    assert load_settings(dev_cashfree).demo is False
+    with pytest.raises(ConfigError, match="PROBO_DEMO"):
+        load_settings(dev_cashfree | {"PROBO_DEMO": "true"})
 
 
 def test_cashfree_needs_its_credentials() -> None:
