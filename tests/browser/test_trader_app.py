@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 import httpx
-from playwright.async_api import Browser, BrowserContext, Page, expect
+from playwright.async_api import Browser, BrowserContext, Page, WebSocketRoute, expect
 
 from tests.browser.conftest import PHONE_SCREEN, logged_in_page
 from tests.conftest import ROOT
@@ -179,6 +179,8 @@ async def test_every_page_fits_a_phone_screen_without_horizontal_scroll(
 
     await open_market(page, market["title"])
     await expect(page.get_by_role("region", name="Trades")).to_contain_text("₹6.00")
+    chart = page.get_by_role("region", name="Price chart")
+    await expect(chart.get_by_role("img", name=re.compile("^YES price"))).to_be_visible()
     await page.get_by_role("spinbutton", name="Price").fill("5.50")
     await page.get_by_role("spinbutton", name="Quantity").fill("3")
     await page.get_by_role("button", name=re.compile("^Place order")).click()
@@ -205,3 +207,35 @@ async def test_every_page_fits_a_phone_screen_without_horizontal_scroll(
     await expect(page.get_by_role("button", name="Send code")).to_be_visible()
     await no_horizontal_scroll(page)
     await shot(page, "login", tmp_path)
+
+
+async def test_a_closed_socket_reconnects_and_the_book_is_snapshotted_again(
+    context: BrowserContext,
+    client: httpx.AsyncClient,
+    admin: dict[str, str],
+    outbox_path: Path,
+) -> None:
+    market = await create_market(client, admin)
+    other = await funded_trader(client, outbox_path, deposit=10_000)
+    sockets: list[WebSocketRoute] = []
+
+    async def through(route: WebSocketRoute) -> None:
+        route.connect_to_server()
+        sockets.append(route)
+
+    page = await logged_in_page(context, outbox_path)
+    await page.route_web_socket(re.compile(r"/api/v1/ws$"), through)
+    await page.reload()  # the page's socket now goes through `through`
+    await open_market(page, market["title"])
+    yes_bids = page.get_by_role("region", name="Order book").get_by_role(
+        "table", name="Buyers of YES"
+    )
+    await expect(yes_bids).to_contain_text("No bids")
+    opened = len(sockets)
+    assert opened >= 1
+
+    await sockets[-1].close(code=4008, reason="test")
+    # What changes while the page reconnects reaches it in the new snapshot.
+    await other.placed(market["id"], "yes", "buy", 3, price=450)
+    await expect(yes_bids).to_contain_text("₹4.50")
+    assert len(sockets) > opened

@@ -2,12 +2,15 @@
 
 import { api, say } from "../api.js";
 import { field, h, replace } from "../dom.js";
+import { priceChart } from "../chart.js";
 import * as feed from "../feed.js";
 import { paiseOf, rupees, time } from "../format.js";
 
 const CONTRACT_PAISE = 1000; // what a contract pays if its outcome happens
 const BOOK_LEVELS_SHOWN = 8;
 const TRADES_SHOWN = 20;
+const CHART_CANDLES = 60; // the last hour, by the minute
+const CHART_REDRAW_DELAY_MS = 1000; // trades in a burst redraw the chart once
 
 function bookTable(caption, levels) {
   const best = [...levels.entries()].sort((a, b) => b[0] - a[0]).slice(0, BOOK_LEVELS_SHOWN);
@@ -54,7 +57,9 @@ export function marketView(view, marketId) {
   const trades = h("ol", { class: "trades" });
   const orders = h("ul", { class: "orders" });
   const position = h("div", {});
-  const chart = h("p", { class: "muted" }, "Last price —");
+  const lastPrice = h("p", { class: "muted" }, "Last price —");
+  const chart = h("div", {}, h("p", { class: "muted" }, "No trades yet."));
+  let chartTimer = null;
   const tradeIds = new Set();
   let market = null;
 
@@ -215,7 +220,10 @@ export function marketView(view, marketId) {
           h("span", { class: "muted" }, ` ${time(trade.created_at)}`),
         ),
       );
-      chart.textContent = `Last price ${rupees(trade.price)}`;
+      lastPrice.textContent = `Last price ${rupees(trade.price)}`;
+    }
+    if (items.length && chartTimer === null) {
+      chartTimer = setTimeout(drawChart, CHART_REDRAW_DELAY_MS);
     }
     while (trades.children.length > TRADES_SHOWN) trades.lastElementChild.remove();
   }
@@ -235,6 +243,18 @@ export function marketView(view, marketId) {
     if (message.type === "order" || message.type === "fill") refreshMine();
   });
 
+  async function drawChart() {
+    chartTimer = null;
+    try {
+      const candles = await api("GET", `/markets/${marketId}/candles?interval=1m&limit=${CHART_CANDLES}`);
+      if (candles.items.length) {
+        replace(chart, priceChart(candles.items, "YES price by the minute, the last hour"));
+      }
+    } catch (error) {
+      say(pageError, error);
+    }
+  }
+
   async function load() {
     try {
       market = await api("GET", `/markets/${marketId}`);
@@ -244,7 +264,7 @@ export function marketView(view, marketId) {
       const tick = market.tick / 100;
       Object.assign(price.input, { step: tick, min: tick, max: (CONTRACT_PAISE - market.tick) / 100 });
       if (market.last_price !== null) {
-        chart.textContent = `Last price ${rupees(market.last_price)}`;
+        lastPrice.textContent = `Last price ${rupees(market.last_price)}`;
       }
       const recent = await api("GET", `/markets/${marketId}/trades?limit=${TRADES_SHOWN}`);
       addTrades([...recent.items].reverse());
@@ -266,14 +286,16 @@ export function marketView(view, marketId) {
       h("section", { "aria-label": "My orders", class: "card" }, h("h2", {}, "My orders"), orders),
       h("section", { "aria-label": "Position", class: "card" }, h("h2", {}, "Position"), position),
       h("section", { "aria-label": "Trades", class: "card" }, h("h2", {}, "Trades"), trades),
-      h("section", { "aria-label": "Price chart", class: "card" }, h("h2", {}, "Price chart"), chart),
+      h("section", { "aria-label": "Price chart", class: "card" }, h("h2", {}, "Price chart"), chart, lastPrice),
     ),
   );
   load();
+  drawChart();
   refreshMine();
   return () => {
     leaveBook();
     leaveMarket();
     leaveUser();
+    clearTimeout(chartTimer);
   };
 }
