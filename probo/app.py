@@ -25,6 +25,7 @@ from probo import (
     referral,
     trading,
     wallet,
+    webapp,
 )
 from probo.infra import (
     Settings,
@@ -94,6 +95,7 @@ def create_app(
             *markets.route_handlers,
             *realtime.route_handlers,
             *admin.route_handlers,
+            *webapp.route_handlers,
         ],
         dependencies={
             **auth.dependencies,

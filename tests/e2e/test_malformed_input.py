@@ -289,7 +289,8 @@ async def test_unknown_route_is_404_not_found(
         ("GET", "/api/v1/nothing-here"),
         ("POST", "/api/v1/nothing-here"),
         ("GET", "/api/v2/me"),
-        ("GET", "/"),
+        ("GET", "/nothing-here"),  # `/` is the web app (SPEC §14); nothing else is
+        ("GET", "/static/no-such-file.js"),
         ("DELETE", "/api/v1/kyc/1"),
         ("GET", "/api/v1/wallet/deposits/1/../../../etc/passwd"),
     ):
