@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 PROBO := $(VENV)/bin/probo
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery bench-ws bench-markets lint audit migrate clean
+.PHONY: install run test bench bench-engine bench-load bench-writer bench-recovery bench-ws bench-markets bench-webapp lint audit migrate clean
 
 # The matching core is compiled with mypyc (setup.py): reinstall when it changes. mypyc
 # type-checks what the compiled modules import too (the rest of probo/orderbook), so a
@@ -58,6 +58,10 @@ bench-ws: $(STAMP)
 # Market search (GET /api/v1/markets?q=) among 10,000 markets with trades, p50/p99.
 bench-markets: $(STAMP)
 	$(PY) -m bench.markets_search
+
+# The market page in Chromium: its first load's bytes and how soon a committed trade shows.
+bench-webapp: $(STAMP)
+	$(PY) -m bench.webapp
 
 # The matching core against lightmatchingengine and liquibook on one order flow.
 bench-engine: $(BENCH_STAMP)
