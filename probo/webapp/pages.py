@@ -1,4 +1,5 @@
-"""The pages: one HTML shell for the trader app, and the static files it loads.
+"""The pages: an HTML shell for the trader app, one for the admin dashboard, and the
+static files they load.
 
 The shell is a plain HTML file (no template engine: nothing in it depends on the
 request); ES modules under `static/js` draw every view in the browser from the JSON API
@@ -34,12 +35,21 @@ PAGE_HEADERS = {
 }
 
 _TRADER_SHELL = (TEMPLATES_DIR / "trader.html").read_bytes()
+_ADMIN_SHELL = (TEMPLATES_DIR / "admin.html").read_bytes()
 
 
 @get("/", include_in_schema=False, media_type=MediaType.HTML)
 async def trader_app() -> Response[bytes]:
     """The trader app; its views are client-side routes (`#/markets/12`, `#/wallet`)."""
     return Response(_TRADER_SHELL, media_type=MediaType.HTML, headers=PAGE_HEADERS)
+
+
+@get("/admin", include_in_schema=False, media_type=MediaType.HTML)
+async def admin_app() -> Response[bytes]:
+    """The admin dashboard (`#/kyc`, `#/markets`). The shell holds no data: the page asks
+    `/me` first and asks the admin API only when it says `role: "admin"`, and the API
+    refuses everyone else anyway."""
+    return Response(_ADMIN_SHELL, media_type=MediaType.HTML, headers=PAGE_HEADERS)
 
 
 async def _not_sniffed(response: Response) -> Response:
@@ -59,4 +69,4 @@ static_files = create_static_files_router(
     after_request=_not_sniffed,  # type: ignore[arg-type]
 )
 
-route_handlers = [trader_app, static_files]
+route_handlers = [trader_app, admin_app, static_files]
