@@ -49,6 +49,8 @@ from probo.web import (
 
 VERSION = "0.1.0"
 SHUTDOWN_DRAIN_S = 10.0  # how long a stopping server waits for the ledger writer
+CANCEL_TRIES_MAX = 20  # times a background task is asked to stop
+CANCEL_WAIT_S = 0.5  # between two asks
 
 
 async def _before_request(request: Request) -> None:
@@ -303,6 +305,18 @@ async def _drained(services: Services) -> None:
 
 
 async def _cancelled(tasks: list[asyncio.Task[None]]) -> None:
+    """Cancel `tasks` and wait until they have ended. Asked again until they end: on
+    Python 3.11 `asyncio.wait_for` can lose a cancellation that arrives just as what it
+    waits for completes, and a task looping over such waits would run on."""
+    pending = set(tasks)
+    for _ in range(CANCEL_TRIES_MAX):
+        if not pending:
+            break
+        for task in pending:
+            task.cancel()
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_WAIT_S)
+    if pending:
+        logger.error("background tasks did not stop: {}", sorted(t.get_name() for t in pending))
     for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
+        if task.done() and not task.cancelled():
+            task.exception()  # retrieved: each logs its own failures

@@ -64,6 +64,15 @@ class _Holding:
         self.no = no_free
 
 
+def _stop_if_asked() -> None:
+    """End the loop when it was asked to: on Python 3.11 `asyncio.wait_for` (which the
+    services' calls use) can lose a cancellation arriving just as its wait completes, and
+    the loop would otherwise run on after being cancelled."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
 class LiquidityBot:
     def __init__(
         self,
@@ -99,6 +108,7 @@ class LiquidityBot:
             await self._trading.cancel_all(bot, None)
         logger.info("demo liquidity bot running, a round every {} s", self._round_interval_s)
         while True:
+            _stop_if_asked()
             started = time.monotonic()
             try:
                 await self.round()
